@@ -1,0 +1,201 @@
+"""The bus contract: every byte that crosses NATS goes through these protocols.
+
+The bus knows streams, consumers, key-value buckets, delayed delivery and large
+payloads. It knows nothing about functions, runs or sandboxes. Two drivers
+implement it, picked by URL (see :func:`bus.open_bus`): ``nats://host:port`` (JetStream)
+and ``memory://`` (in-process, same semantics, for fast tests and single-process use).
+Both pass ``tests/conformance/bus.py``.
+
+Units: durations are seconds (float); timestamps are Unix seconds (float); sizes bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+
+class BusError(Exception):
+    """The bus could not do what was asked; the message says what and why."""
+
+
+class KeyExistsError(BusError):
+    """``KeyValue.create`` found the key already present."""
+
+
+class RevisionMismatchError(BusError):
+    """``KeyValue.update`` was given a revision that is no longer the latest."""
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    """A stream to create (or check) with :meth:`Bus.ensure_stream`.
+
+    ``work_queue``: each message is removed once acked (one consumer per subject).
+    ``dedupe_window_s``: publishes with the same ``msg_id`` inside it are one message.
+    ``allow_schedules``: the stream accepts ``publish(..., deliver_at=...)``.
+    ``max_age_s``: messages older than this are dropped (``None``: kept).
+    """
+
+    name: str
+    subjects: Sequence[str]
+    work_queue: bool = False
+    dedupe_window_s: float = 120.0
+    allow_schedules: bool = False
+    max_age_s: float | None = None
+
+
+@dataclass(frozen=True)
+class ConsumerSpec:
+    """A durable pull consumer.
+
+    ``ack_wait_s``: a delivered message not acked (nor marked in progress) within this
+    is delivered again. It must exceed the longest work a message can stand for.
+    ``max_deliver``: give up after this many deliveries (-1: never).
+    ``max_ack_pending``: most messages delivered and not yet acked at once.
+    """
+
+    stream: str
+    durable: str
+    filter_subject: str | None = None
+    ack_wait_s: float = 30.0
+    max_deliver: int = -1
+    max_ack_pending: int = 10_000
+
+
+@dataclass(frozen=True)
+class PubAck:
+    """The stream's acknowledgement: the message is durably stored (or was a duplicate)."""
+
+    stream: str
+    seq: int
+    duplicate: bool = False
+
+
+@dataclass(frozen=True)
+class OutMsg:
+    """One message to publish with :meth:`Publisher.publish_batch`."""
+
+    subject: str
+    data: bytes
+    msg_id: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    deliver_at: float | None = None
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A key-value entry: its bytes and the revision that wrote them."""
+
+    key: str
+    value: bytes
+    revision: int
+
+
+@runtime_checkable
+class Message(Protocol):
+    """A message delivered by a consumer. Payloads stored by reference arrive resolved."""
+
+    @property
+    def subject(self) -> str: ...
+    @property
+    def data(self) -> bytes: ...
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+    @property
+    def num_delivered(self) -> int:
+        """1 on first delivery, 2 on the first redelivery, and so on."""
+        ...
+
+    async def ack(self) -> None:
+        """Done with it: it will not be delivered again."""
+
+    async def nak(self, delay_s: float | None = None) -> None:
+        """Deliver it again, after ``delay_s`` if given."""
+
+    async def in_progress(self) -> None:
+        """Still working: restart the ack-wait clock."""
+
+    async def term(self) -> None:
+        """Never deliver it again (poison message)."""
+
+
+class Publisher(Protocol):
+    async def publish(
+        self,
+        subject: str,
+        data: bytes,
+        *,
+        msg_id: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        deliver_at: float | None = None,
+    ) -> PubAck:
+        """Store one message; return once the stream has acknowledged it.
+
+        ``msg_id`` dedupes within the stream's window. ``deliver_at`` (Unix seconds)
+        holds it back until then, durably (second granularity on NATS); the stream
+        must allow schedules. Payloads larger than the driver's inline limit are put
+        in the object store and the message carries a reference, transparently.
+        Raises :class:`BusError` if no stream holds ``subject``.
+        """
+        ...
+
+    async def publish_batch(self, msgs: Sequence[OutMsg]) -> list[PubAck]:
+        """Publish many messages pipelined; return once every one is acknowledged."""
+        ...
+
+
+class Consumer(Protocol):
+    async def fetch(self, batch: int, timeout_s: float) -> list[Message]:
+        """Up to ``batch`` messages; waits at most ``timeout_s`` for the first (``[]`` if none)."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class KeyValue(Protocol):
+    """A bucket of keys with compare-and-set by revision."""
+
+    async def get(self, key: str) -> Entry | None: ...
+
+    async def put(self, key: str, value: bytes) -> int:
+        """Write unconditionally; return the new revision."""
+        ...
+
+    async def create(self, key: str, value: bytes) -> int:
+        """Write only if absent; raise :class:`KeyExistsError` otherwise."""
+        ...
+
+    async def update(self, key: str, value: bytes, last: int) -> int:
+        """Write only if the latest revision is ``last``; raise :class:`RevisionMismatchError` otherwise."""
+        ...
+
+    async def delete(self, key: str) -> None: ...
+
+    async def keys(self) -> list[str]: ...
+
+
+@runtime_checkable
+class Bus(Publisher, Protocol):
+    """A connected bus. Lifecycle: ``start`` / ``close`` (twice is safe), or ``async with``."""
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def ensure_stream(self, spec: StreamSpec) -> None:
+        """Create the stream, or update it to ``spec`` if it exists."""
+        ...
+
+    async def consumer(self, spec: ConsumerSpec) -> Consumer:
+        """Create or bind the durable pull consumer."""
+        ...
+
+    async def kv(self, bucket: str) -> KeyValue:
+        """Create or bind a key-value bucket."""
+        ...
+
+    async def __aenter__(self) -> Bus: ...
+
+    async def __aexit__(self, *exc: object) -> None: ...
