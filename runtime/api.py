@@ -1,0 +1,167 @@
+"""The HTTP API (DESIGN §3.1): events in, runs and events out, health.
+
+``POST /e/{key}`` checks the whole body first (:mod:`runtime.events`), then publishes
+every event to the EVENTS stream (its id as the dedupe key) and answers 200 only once
+JetStream has acknowledged them all. Reads come from the history store.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Collection
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from bus import Bus, BusError, OutMsg
+from runtime.events import EventError, parse_events
+from runtime.history import History
+from runtime.limits import RuntimeLimits
+from runtime.registry import Registry
+from runtime.streams import EVENTS_SUBJECT
+from sluice.protocol import pack
+
+log = structlog.get_logger("sluice.api")
+
+REQUEST_BYTES = web.AppKey("request_bytes", int)
+RUN_STATUSES = ("queued", "running", "sleeping", "waiting", "completed", "failed", "cancelled")
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, separators=(",", ":"), default=repr)
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status, dumps=_dumps)
+
+
+def _ok(body: Any) -> web.Response:
+    return web.json_response(body, dumps=_dumps)
+
+
+class Api:
+    """Routes bound to one node's bus, history and registry.
+
+    ``event_keys``: ``None`` accepts any key (the dev server, like Inngest's);
+    otherwise only those keys may send events (401 for others).
+    """
+
+    def __init__(self, bus: Bus, history: History, registry: Registry, limits: RuntimeLimits,
+                 *, event_keys: Collection[str] | None = None,
+                 ready: Callable[[], bool] = lambda: True) -> None:
+        self._bus = bus
+        self._history = history
+        self._registry = registry
+        self._limits = limits
+        self._keys = None if event_keys is None else frozenset(event_keys)
+        self._ready = ready
+
+    def app(self) -> web.Application:
+        # Bodies are size-checked by us (to answer with a JSON 413), so let aiohttp
+        # read a little past the request limit.
+        app = web.Application(client_max_size=self._limits.request_bytes + 1024,
+                              middlewares=[_json_errors])
+        app[REQUEST_BYTES] = self._limits.request_bytes
+        app.add_routes([
+            web.post("/e/{key}", self.post_events),
+            web.get("/v1/events", self.list_events),
+            web.get("/v1/events/{id}", self.get_event),
+            web.get("/v1/runs", self.list_runs),
+            web.get("/v1/runs/{id}", self.get_run),
+            web.get("/v1/functions", self.list_functions),
+            web.get("/healthz", self.healthz),
+            web.get("/readyz", self.readyz),
+        ])
+        return app
+
+    async def post_events(self, request: web.Request) -> web.Response:
+        key = request.match_info["key"]
+        if self._keys is not None and key not in self._keys:
+            return _error(401, "unknown event key")
+        if request.content_length is not None and request.content_length > self._limits.request_bytes:
+            return _error(413, f"request body is {request.content_length} bytes; "
+                               f"the limit is {self._limits.request_bytes}")
+        body = await request.read()
+        try:
+            events = parse_events(body, self._limits)
+        except EventError as exc:
+            return _error(exc.status, exc.message)
+        msgs = [OutMsg(subject=EVENTS_SUBJECT, data=pack(ev), msg_id=ev["id"]) for ev in events]
+        try:
+            await self._bus.publish_batch(msgs)
+        except BusError as exc:
+            log.error("could not store events", error=str(exc), count=len(events))
+            return _error(503, f"events not stored: {exc}")
+        return _ok({"ids": [ev["id"] for ev in events], "status": 200})
+
+    async def list_events(self, request: web.Request) -> web.Response:
+        limit = _limit(request)
+        rows, cursor = await self._history.list_events(
+            name=request.query.get("name") or None, limit=limit, cursor=request.query.get("cursor") or None)
+        return _ok({"data": rows, "cursor": cursor})
+
+    async def get_event(self, request: web.Request) -> web.Response:
+        event = await self._history.get_event(request.match_info["id"])
+        if event is None:
+            return _error(404, f"no event {request.match_info['id']}")
+        return _ok({"data": event})
+
+    async def list_runs(self, request: web.Request) -> web.Response:
+        status = request.query.get("status") or None
+        if status is not None and status not in RUN_STATUSES:
+            return _error(400, f"status must be one of {', '.join(RUN_STATUSES)}")
+        rows, cursor = await self._history.list_runs(
+            function=request.query.get("function") or None, status=status, limit=_limit(request),
+            cursor=request.query.get("cursor") or None)
+        return _ok({"data": rows, "cursor": cursor})
+
+    async def get_run(self, request: web.Request) -> web.Response:
+        run = await self._history.get_run(request.match_info["id"])
+        if run is None:
+            return _error(404, f"no run {request.match_info['id']}")
+        return _ok({"data": run})
+
+    async def list_functions(self, request: web.Request) -> web.Response:
+        return _ok({"data": [fn.describe() for fn in self._registry.all()]})
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        return _ok({"status": "ok"})
+
+    async def readyz(self, request: web.Request) -> web.Response:
+        if not self._ready():
+            return _error(503, "not ready")
+        return _ok({"status": "ready"})
+
+
+class _BadQuery(Exception):
+    pass
+
+
+def _limit(request: web.Request) -> int:
+    raw = request.query.get("limit", "50")
+    try:
+        value = int(raw)
+    except ValueError:
+        raise _BadQuery(f"limit must be an integer from 1 to 1000, not {raw!r}") from None
+    if not 1 <= value <= 1000:
+        raise _BadQuery(f"limit must be an integer from 1 to 1000, not {raw!r}")
+    return value
+
+
+@web.middleware
+async def _json_errors(request: web.Request,
+                       handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    """Every error the API gives is JSON with a message, including aiohttp's own."""
+    try:
+        return await handler(request)
+    except _BadQuery as exc:
+        return _error(400, str(exc))
+    except ValueError as exc:  # e.g. a malformed cursor
+        return _error(400, str(exc))
+    except web.HTTPRequestEntityTooLarge:
+        return _error(413, f"request body is over the limit of {request.app[REQUEST_BYTES]} bytes")
+    except web.HTTPException as exc:
+        if exc.status >= 400:
+            return _error(exc.status, exc.reason)
+        raise

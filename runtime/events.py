@@ -1,0 +1,99 @@
+"""Checking incoming events (DESIGN §3.1): shape, sizes, defaults.
+
+Pure functions: the API calls :func:`parse_events` on a request body and either gets
+normalised events or an :class:`EventError` carrying the HTTP status and a message
+that names the offending field. Nothing is stored until every event has passed.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from runtime.ids import new_id, now_ms
+from runtime.limits import RuntimeLimits
+
+NAME_MAX = 256
+ID_MAX = 256
+
+
+class EventError(ValueError):
+    """A rejected request: ``status`` is 400 (shape) or 413 (size)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def parse_events(body: bytes, limits: RuntimeLimits, *, received_ms: int | None = None) -> list[dict[str, Any]]:
+    """Parse a request body (one event or a JSON array of events) into normalised events.
+
+    Each returned event has ``id``, ``name``, ``data``, ``ts``, ``user`` and, if given, ``v``.
+    Raises :class:`EventError` (400 or 413) naming the problem.
+    """
+    if len(body) > limits.request_bytes:
+        raise EventError(413, f"request body is {len(body)} bytes; the limit is {limits.request_bytes}")
+    if not body.strip():
+        raise EventError(400, "request body is empty: send a JSON event or an array of events")
+    try:
+        doc = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise EventError(400, f"request body is not valid JSON: {exc}") from None
+    received = now_ms() if received_ms is None else received_ms
+    if isinstance(doc, dict):
+        return [_normalise(doc, "event", limits, received)]
+    if isinstance(doc, list):
+        if not doc:
+            raise EventError(400, "the array of events is empty")
+        if len(doc) > limits.request_events:
+            raise EventError(413, f"{len(doc)} events in one request; the limit is {limits.request_events}")
+        return [_normalise(ev, f"events[{i}]", limits, received) for i, ev in enumerate(doc)]
+    raise EventError(400, f"request body must be a JSON object or array, not {_json_type(doc)}")
+
+
+def _normalise(ev: Any, where: str, limits: RuntimeLimits, received: int) -> dict[str, Any]:
+    if not isinstance(ev, dict):
+        raise EventError(400, f"{where} must be an object, not {_json_type(ev)}")
+    name = ev.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise EventError(400, f"{where}.name is required: a non-empty string")
+    if len(name) > NAME_MAX:
+        raise EventError(400, f"{where}.name is {len(name)} characters; the limit is {NAME_MAX}")
+    data = ev.get("data", {})
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise EventError(400, f"{where}.data must be an object, not {_json_type(data)}")
+    ts = ev.get("ts", received)
+    if ts is None:
+        ts = received
+    if isinstance(ts, bool) or not isinstance(ts, int) or ts < 0:
+        raise EventError(400, f"{where}.ts must be a non-negative integer (ms since the epoch)")
+    event_id = ev.get("id")
+    if event_id is None or event_id == "":
+        event_id = new_id(received)
+    elif not isinstance(event_id, str) or len(event_id) > ID_MAX:
+        raise EventError(400, f"{where}.id must be a string of at most {ID_MAX} characters")
+    user = ev.get("user", {})
+    if user is None:
+        user = {}
+    if not isinstance(user, dict):
+        raise EventError(400, f"{where}.user must be an object, not {_json_type(user)}")
+    out: dict[str, Any] = {"id": event_id, "name": name, "data": data, "ts": ts, "user": user}
+    v = ev.get("v")
+    if v is not None:
+        if not isinstance(v, str):
+            raise EventError(400, f"{where}.v must be a string")
+        out["v"] = v
+    size = len(json.dumps(out, separators=(",", ":")).encode("utf-8"))
+    if size > limits.event_bytes:
+        raise EventError(413, f"{where} is {size} bytes; the limit is {limits.event_bytes} an event")
+    return out
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {bool: "a boolean", int: "a number", float: "a number", str: "a string",
+            list: "an array", dict: "an object"}.get(type(value), type(value).__name__)

@@ -1,0 +1,200 @@
+"""The executor: pulls step jobs, calls the sandbox, records what happened.
+
+For each job: load the run state; check the job still holds the run's token (else it
+is stale: make sure the current job exists and drop this one); build the guest request;
+run it in the function's sandbox; turn the result into a state transition
+(:mod:`runtime.outcomes`); save the state by compare-and-set; enqueue the next job;
+write history; ack. The order matters: a crash anywhere leaves either the old state
+with its job still pending, or the new state whose job a redelivered stale job will
+re-send — never a recorded step without a way forward, never a step recorded twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import structlog
+
+from bus import Bus, Consumer, Message
+from runtime.history import History
+from runtime.ids import new_id, now_ms
+from runtime.jobs import Job, decode_job, enqueue
+from runtime.limits import RuntimeLimits
+from runtime.outcomes import Transition, apply_result
+from runtime.registry import FunctionDef, Registry
+from runtime.state import RunState, RunStore, StaleStateError, StateTooLargeError
+from runtime.streams import executor_consumer
+from sandboxes import Limits
+from sluice.protocol import ProtocolError, pack
+
+log = structlog.get_logger("sluice.executor")
+
+# Room for the response's own framing on top of the step output limit.
+RESPONSE_SLACK_BYTES = 256 * 1024
+
+
+class Executor:
+    def __init__(
+        self, bus: Bus, runs: RunStore, registry: Registry, history: History, limits: RuntimeLimits,
+        *, concurrency: int = 8,
+    ) -> None:
+        self._bus = bus
+        self._runs = runs
+        self._registry = registry
+        self._history = history
+        self._limits = limits
+        self._concurrency = concurrency
+        self._slots = asyncio.Semaphore(concurrency)
+        self._consumer: Consumer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._stopping = asyncio.Event()
+
+    async def start(self) -> None:
+        self._consumer = await self._bus.consumer(executor_consumer(self._limits))
+        self._task = asyncio.create_task(self._loop(), name="executor")
+
+    async def stop(self, grace_s: float = 5.0) -> None:
+        """Stop taking jobs; give running calls ``grace_s`` to finish, then cancel them
+        (their jobs stay unacked and run again elsewhere or after a restart)."""
+        self._stopping.set()
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        if self._inflight:
+            _, pending = await asyncio.wait(self._inflight, timeout=grace_s)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        if self._consumer is not None:
+            await self._consumer.close()
+            self._consumer = None
+
+    async def recover(self) -> int:
+        """Re-send the job of every unfinished run (for a single node after a restart: its
+        own jobs in flight when it died would otherwise wait out the ack wait). Stale
+        duplicates are harmless: the token check and CAS let only one advance a run."""
+        boot = new_id()
+        count = 0
+        for run_id in await self._runs.ids():
+            state = await self._runs.load(run_id)
+            if state is not None and not state.final:
+                await enqueue(self._bus, state, nonce=f"recover-{boot}")
+                count += 1
+        if count:
+            log.info("re-sent jobs of unfinished runs", runs=count)
+        return count
+
+    async def _loop(self) -> None:
+        assert self._consumer is not None
+        while not self._stopping.is_set():
+            free = self._concurrency - len(self._inflight)
+            if free <= 0:
+                await asyncio.wait(self._inflight, return_when=asyncio.FIRST_COMPLETED)
+                continue
+            try:
+                msgs = await self._consumer.fetch(free, timeout_s=0.5)
+            except Exception as exc:
+                log.warning("fetching jobs failed; retrying", error=str(exc))
+                await asyncio.sleep(0.5)
+                continue
+            for msg in msgs:
+                task = asyncio.create_task(self._handle(msg))
+                self._inflight.add(task)
+                task.add_done_callback(self._inflight.discard)
+
+    async def _handle(self, msg: Message) -> None:
+        picked = now_ms()
+        try:
+            job = decode_job(msg.data)
+        except ProtocolError as exc:
+            log.error("dropping a malformed job", error=str(exc))
+            await msg.term()
+            return
+        try:
+            done = await self.process(job, picked)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("job failed; it will be redelivered", run_id=job.run_id)
+            return
+        if done:
+            await msg.ack()
+
+    async def process(self, job: Job, picked: int) -> bool:
+        """Advance the run ``job`` names; ``True`` when the job can be acked."""
+        state = await self._runs.load(job.run_id)
+        if state is None or state.final:
+            return True
+        if job.token != state.token:
+            # Stale (redelivered after the run moved on). If the crash came between saving
+            # the state and sending its job, this re-sends it; the dedupe window makes a
+            # second copy of an existing job a no-op.
+            await enqueue(self._bus, state)
+            return True
+        fn = self._registry.get(state.function)
+        if fn is None:
+            err = {"name": "FunctionNotFound", "message": f"function {state.function!r} is not registered"}
+            state.status, state.ended_at, state.error, state.token = "failed", now_ms(), err, new_id()
+            await self._save_and_record(state, Transition(), fn=None)
+            return True
+        trans = await self._call(state, fn, job, picked)
+        await self._save_and_record(state, trans, fn)
+        return True
+
+    async def _call(self, state: RunState, fn: FunctionDef, job: Job, picked: int) -> Transition:
+        request = pack({
+            "v": 1, "kind": "call", "function": fn.id, "event": state.event, "events": state.events,
+            "steps": state.steps, "run": {"id": state.id, "attempt": state.attempt}, "target": None,
+        })
+        limits = Limits(timeout_s=fn.timeout_ms / 1000,
+                        max_stdout_bytes=self._limits.step_output_bytes + RESPONSE_SLACK_BYTES)
+        bound = log.bind(run_id=state.id, function=fn.fqid, attempt=state.attempt)
+        started = now_ms()
+        result = await self._registry.sandbox_for(fn).run(fn.target, request, limits)
+        ended = now_ms()
+        timings = {"queue_ms": max(0, picked - job.enqueued_at), "prepare_ms": started - picked,
+                   "sandbox_ms": round(result.duration_ms, 3)}
+        trans = apply_result(state, fn, result, self._limits, started=started, ended=ended, timings=timings)
+        for att in trans.attempts:
+            bound.info("step " + att["status"], step_id=att["step_id"], step=att["name"],
+                       ms=att["duration_ms"], error=(att["error"] or {}).get("message"))
+        if state.final:
+            bound.info("run " + state.status, error=(state.error or {}).get("message"))
+        return trans
+
+    async def _save_and_record(self, state: RunState, trans: Transition, fn: FunctionDef | None) -> None:
+        saved_at = now_ms()
+        try:
+            await self._runs.save(state)
+        except StaleStateError:
+            log.info("run moved on elsewhere; dropping this result", run_id=state.id)
+            return
+        except StateTooLargeError as exc:
+            await self._fail_oversized(state.id, str(exc))
+            return
+        if trans.next_job_at is not None and not state.final:
+            due = trans.next_job_at if trans.next_job_at > now_ms() + 1000 else None
+            await enqueue(self._bus, state, deliver_at_ms=due)
+        record_ms = now_ms() - saved_at
+        for att in trans.attempts:
+            att["timings"] = {**att.get("timings", {}), "record_ms": record_ms}
+            await self._history.record_step(state.id, att)
+        await self._history.record_run(state.row())
+
+    async def _fail_oversized(self, run_id: str, message: str) -> None:
+        fresh = await self._runs.load(run_id)
+        if fresh is None or fresh.final:
+            return
+        fresh.status, fresh.ended_at, fresh.token = "failed", now_ms(), new_id()
+        fresh.error = {"name": "StateTooLarge", "message": message}
+        with contextlib.suppress(StaleStateError):
+            await self._runs.save(fresh)
+            await self._history.record_run(fresh.row())
+
+
+def describe_state(state: RunState) -> dict[str, Any]:
+    """A short view of a run's live state (for logs and debugging)."""
+    return {"id": state.id, "status": state.status, "steps": len(state.steps), "attempt": state.attempt}

@@ -1,0 +1,160 @@
+"""A runtime node: the API, scheduler and executor wired to one bus, history and sandboxes.
+
+The dev server and a fleet node are the same :class:`Node`; only their wiring
+(embedded NATS or a cluster URL, which roles run) differs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+
+import structlog
+from aiohttp import web
+
+from bus import Bus, open_bus
+from runtime.api import Api
+from runtime.executor import Executor
+from runtime.history import History
+from runtime.limits import RuntimeLimits
+from runtime.registry import AppSource, Registry, RegistryError
+from runtime.scheduler import Scheduler
+from runtime.state import RunStore
+from runtime.streams import RUNS_BUCKET, events_stream, steps_stream
+from sandboxes import Sandbox, open_sandbox
+
+log = structlog.get_logger("sluice.node")
+
+ROLES = ("api", "scheduler", "executor")
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """How a node runs. ``port`` 0 picks a free port (see :attr:`Node.url`)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8288
+    roles: Collection[str] = ROLES
+    event_keys: Collection[str] | None = None
+    limits: RuntimeLimits = field(default_factory=RuntimeLimits)
+    concurrency: int = 8
+    recover_on_start: bool = False
+
+
+class Node:
+    def __init__(self, config: NodeConfig, *, bus: Bus, history: History, sandboxes: dict[str, Sandbox]) -> None:
+        unknown = set(config.roles) - set(ROLES)
+        if unknown:
+            raise ValueError(f"unknown role(s) {', '.join(sorted(unknown))}: choose from {', '.join(ROLES)}")
+        self.config = config
+        self.bus = bus
+        self.history = history
+        self.sandboxes = sandboxes
+        self.registry = Registry(sandboxes, config.limits)
+        self._scheduler: Scheduler | None = None
+        self._executor: Executor | None = None
+        self._runner: web.AppRunner | None = None
+        self._ready = False
+        self.url = ""
+
+    async def start(self) -> None:
+        await self.bus.start()
+        await self.bus.ensure_stream(events_stream(self.config.limits))
+        await self.bus.ensure_stream(steps_stream(self.config.limits))
+        runs = RunStore(await self.bus.kv(RUNS_BUCKET), max_bytes=self.config.limits.run_state_bytes)
+        await self.history.start()
+        if "scheduler" in self.config.roles:
+            self._scheduler = Scheduler(self.bus, runs, self.registry, self.history)
+            await self._scheduler.start()
+        if "executor" in self.config.roles:
+            self._executor = Executor(self.bus, runs, self.registry, self.history, self.config.limits,
+                                      concurrency=self.config.concurrency)
+            await self._executor.start()
+            if self.config.recover_on_start:
+                await self._executor.recover()
+        if "api" in self.config.roles:
+            api = Api(self.bus, self.history, self.registry, self.config.limits,
+                      event_keys=self.config.event_keys, ready=lambda: self._ready)
+            self._runner = web.AppRunner(api.app(), access_log=None, handle_signals=False)
+            await self._runner.setup()
+            site = web.TCPSite(self._runner, self.config.host, self.config.port)
+            await site.start()
+            port = self._runner.addresses[0][1] if self._runner.addresses else self.config.port
+            self.url = f"http://{self.config.host}:{port}"
+        self._ready = True
+
+    async def load_apps(self, sources: Sequence[AppSource]) -> list[str]:
+        """Introspect each app in its sandbox and register its functions; returns the errors."""
+        errors: list[str] = []
+        for source in sources:
+            try:
+                fns = await self.registry.introspect(source)
+            except RegistryError as exc:
+                log.error("app not loaded", source=source.target.ref, error=str(exc))
+                errors.append(str(exc))
+                continue
+            apps = {fn.app for fn in fns}
+            for app in apps:
+                self.registry.replace_app(app, [f for f in fns if f.app == app])
+            for fn in fns:
+                log.info("function registered", function=fn.fqid, sandbox=fn.sandbox,
+                         triggers=[t["event"] + (f" if {t['if']}" if t["if"] else "") for t in fn.triggers])
+        return errors
+
+    async def stop(self) -> None:
+        self._ready = False
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self._scheduler is not None:
+            await self._scheduler.stop()
+            self._scheduler = None
+        if self._executor is not None:
+            await self._executor.stop()
+            self._executor = None
+        await self.history.close()
+        for sandbox in self.sandboxes.values():
+            with contextlib.suppress(Exception):
+                await sandbox.close()
+        await self.bus.close()
+
+
+async def wait_for_signal() -> None:
+    """Return on SIGINT or SIGTERM."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+def run_node(*, nats: str, history: str, host: str = "127.0.0.1", port: int = 8288,
+             roles: Collection[str] = ROLES, sandbox: str = "docker",
+             event_keys: Collection[str] | None = None) -> None:
+    """Run a fleet node until SIGINT/SIGTERM (``sluice node``)."""
+    import uvloop
+
+    from runtime.logs import configure
+
+    configure()
+
+    async def main() -> None:
+        names = {sandbox, "wasm"}
+        node = Node(NodeConfig(host=host, port=port, roles=roles, event_keys=event_keys),
+                    bus=open_bus(nats), history=History(history),
+                    sandboxes={name: open_sandbox(name) for name in names})
+        await node.start()
+        log.info("node started", url=node.url or None, roles=sorted(roles))
+        try:
+            await wait_for_signal()
+        finally:
+            await node.stop()
+
+    uvloop.run(main())

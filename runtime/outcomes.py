@@ -1,0 +1,145 @@
+"""What a sandbox call means for a run: the state transition, as pure functions.
+
+The executor calls :func:`apply_result` with the run state, the function and what the
+sandbox returned; it gets back the changed state (not yet saved), when the next job
+is due (if any) and the step attempts to record in history. No I/O here, so every rule
+— retries, backoff, limits, bad guest output — is tested without a sandbox.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+from runtime.ids import new_id
+from runtime.limits import RuntimeLimits
+from runtime.registry import FunctionDef
+from runtime.state import RunState
+from sandboxes import Result
+from sluice.protocol import ProtocolError, decode_response, pack
+
+# Pseudo step id under which failed function calls (no step named) are recorded.
+CALL_STEP_ID = "$call"
+SUPPORTED_OPS = frozenset({"done", "error", "step", "step_error"})
+
+
+@dataclass
+class Transition:
+    next_job_at: int | None = None  # ms since epoch; None: no job (run finished)
+    attempts: list[dict[str, Any]] = field(default_factory=list)  # step attempts for history
+
+
+def backoff_ms(attempt: int, limits: RuntimeLimits) -> int:
+    """Exponential backoff with jitter: base * 2^(attempt-1), capped, then 50-100% of it."""
+    if limits.backoff_base_ms <= 0:
+        return 0
+    raw = min(limits.backoff_cap_ms, limits.backoff_base_ms * 2 ** max(0, attempt - 1))
+    return int(raw * (0.5 + random.random() / 2))
+
+
+def apply_result(
+    state: RunState, fn: FunctionDef, result: Result, limits: RuntimeLimits, *, started: int, ended: int,
+    timings: dict[str, float],
+) -> Transition:
+    """Change ``state`` for what one sandbox call returned."""
+    logs = result.stderr.decode("utf-8", "replace")
+    base = {"started_at": started, "ended_at": ended, "duration_ms": ended - started,
+            "timings": timings, "logs": logs}
+    if state.status == "queued":
+        state.status, state.started_at = "running", started
+    if not result.ok:
+        err = {"name": "SandboxError", "message": f"the sandbox call failed: {result.error}",
+               "stack": logs[-4000:]}
+        return _call_failed(state, fn, limits, err, True, None, base, ended)
+    try:
+        ops = decode_response(result.stdout)["ops"]
+    except ProtocolError as exc:
+        err = {"name": "ProtocolError", "message": f"the guest's response is not valid: {exc}"}
+        return _call_failed(state, fn, limits, err, True, None, base, ended)
+    if not ops:
+        err = {"name": "ProtocolError", "message": "the guest returned no ops"}
+        return _call_failed(state, fn, limits, err, True, None, base, ended)
+    for op in ops:
+        if op["op"] not in SUPPORTED_OPS:
+            err = {"name": "UnsupportedOp", "message": f"op {op['op']!r} is not supported by this runtime yet"}
+            return _call_failed(state, fn, limits, err, False, None, base, ended)
+    trans = Transition()
+    for op in ops:
+        kind = op["op"]
+        if kind == "done":
+            _finish(state, "completed", ended, output=op.get("data"))
+            return trans
+        if kind == "error":
+            return _call_failed(state, fn, limits, op["error"], op["retriable"],
+                                op.get("retry_after_ms"), base, ended)
+        if kind == "step":
+            if not _record_step(state, op, limits, base, trans, ended):
+                return trans
+        elif kind == "step_error":
+            return _step_failed(state, fn, limits, op, base, trans, ended)
+    return trans
+
+
+def _record_step(state: RunState, op: dict[str, Any], limits: RuntimeLimits, base: dict[str, Any],
+                 trans: Transition, now: int) -> bool:
+    """Memoize a step's output; ``False`` if that ended the run (a limit was hit)."""
+    size = len(pack(op.get("data")))
+    if size > limits.step_output_bytes:
+        err = {"name": "OutputTooLarge",
+               "message": f"step {op['name']!r} returned {size} bytes; the limit is {limits.step_output_bytes}"}
+        trans.attempts.append({**base, "step_id": op["id"], "name": op["name"], "attempt": state.attempt,
+                               "status": "failed", "output": None, "error": err})
+        _finish(state, "failed", now, error=err)
+        return False
+    if op["id"] not in state.steps and len(state.steps) >= limits.steps_per_run:
+        err = {"name": "TooManySteps", "message": f"the run passed {limits.steps_per_run} steps"}
+        _finish(state, "failed", now, error=err)
+        return False
+    state.steps[op["id"]] = {"data": op.get("data")}
+    trans.attempts.append({**base, "step_id": op["id"], "name": op["name"], "attempt": state.attempt,
+                           "status": "completed", "output": op.get("data"), "error": None})
+    state.attempt = 0
+    state.token = new_id()
+    trans.next_job_at = now
+    return True
+
+
+def _step_failed(state: RunState, fn: FunctionDef, limits: RuntimeLimits, op: dict[str, Any],
+                 base: dict[str, Any], trans: Transition, now: int) -> Transition:
+    row = {**base, "step_id": op["id"], "name": op["name"], "attempt": state.attempt, "output": None,
+           "error": op["error"]}
+    state.token = new_id()
+    if op["retriable"] and state.attempt < fn.retries:
+        state.attempt += 1
+        trans.attempts.append({**row, "status": "retrying"})
+        trans.next_job_at = now + (op.get("retry_after_ms") or backoff_ms(state.attempt, limits))
+        return trans
+    # Out of retries: memoize the error; the function is called again and sees it raised.
+    state.steps[op["id"]] = {"error": op["error"]}
+    state.attempt = 0
+    trans.attempts.append({**row, "status": "failed"})
+    trans.next_job_at = now
+    return trans
+
+
+def _call_failed(state: RunState, fn: FunctionDef, limits: RuntimeLimits, err: dict[str, Any],
+                 retriable: bool, retry_after_ms: int | None, base: dict[str, Any], now: int) -> Transition:
+    trans = Transition()
+    # Keyed by how far the run got, so failures at different points stay apart in history.
+    row = {**base, "step_id": f"{CALL_STEP_ID}:{len(state.steps)}", "name": "function call", "attempt": state.attempt,
+           "output": None, "error": err}
+    if retriable and state.attempt < fn.retries:
+        state.attempt += 1
+        state.token = new_id()
+        trans.attempts.append({**row, "status": "retrying"})
+        trans.next_job_at = now + (retry_after_ms or backoff_ms(state.attempt, limits))
+        return trans
+    trans.attempts.append({**row, "status": "failed"})
+    _finish(state, "failed", now, error=err)
+    return trans
+
+
+def _finish(state: RunState, status: str, now: int, *, output: Any = None, error: dict[str, Any] | None = None) -> None:
+    state.status, state.ended_at, state.output, state.error = status, now, output, error
+    state.token = new_id()
