@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, fields, replace
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -22,3 +23,22 @@ class RuntimeLimits:
     retries: int = 3
     backoff_base_ms: int = 1_000
     backoff_cap_ms: int = 10 * 60 * 1000
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> RuntimeLimits:
+        """Defaults, overridden by ``SLUICE_<FIELD>`` variables (e.g. ``SLUICE_RETRIES=5``,
+        ``SLUICE_BACKOFF_BASE_MS=0``); a value that is not a non-negative integer is an error."""
+        env = os.environ if environ is None else environ
+        changes: dict[str, int] = {}
+        for f in fields(cls):
+            raw = env.get(f"SLUICE_{f.name.upper()}")
+            if raw is None:
+                continue
+            try:
+                value = int(raw)
+            except ValueError:
+                value = -1
+            if value < 0:
+                raise ValueError(f"SLUICE_{f.name.upper()} must be a non-negative integer, not {raw!r}")
+            changes[f.name] = value
+        return replace(cls(), **changes)

@@ -39,7 +39,7 @@ class NodeConfig:
     port: int = 8288
     roles: Collection[str] = ROLES
     event_keys: Collection[str] | None = None
-    limits: RuntimeLimits = field(default_factory=RuntimeLimits)
+    limits: RuntimeLimits = field(default_factory=RuntimeLimits.from_env)
     concurrency: int = 8
     recover_on_start: bool = False
 
