@@ -154,6 +154,12 @@ def decode_introspection(data: bytes) -> dict[str, Any]:
         raise ProtocolError(f"introspect response must be a map, got {type(resp).__name__}")
     if resp.get("v") != VERSION:
         raise ProtocolError(f"unsupported protocol version {resp.get('v')!r} (host speaks {VERSION})")
+    # A guest that could not load its app answers introspect with an error op, as it does a call.
+    ops = resp.get("ops")
+    if "app" not in resp and isinstance(ops, list) and ops and isinstance(ops[0], dict) \
+            and ops[0].get("op") == "error" and isinstance(ops[0].get("error"), dict):
+        err = ops[0]["error"]
+        raise ProtocolError(f"the guest reported {err.get('name', 'an error')}: {err.get('message', '')}")
     if not isinstance(resp.get("app"), str) or not resp["app"]:
         raise ProtocolError("introspect response needs 'app' (a non-empty string)")
     fns = resp.get("functions")

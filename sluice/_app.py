@@ -1,0 +1,214 @@
+"""An app: a named set of functions, each with its triggers and options.
+
+Everything here is checked when the decorator runs (at import of the user's module), so
+a mistake shows up at ``introspect`` with a message naming it, not at the first event.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from sluice import _steps
+from sluice._durations import parse_duration
+from sluice.protocol import VERSION, pack
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from sluice._context import Context
+
+F = TypeVar("F", bound="Callable[[Context], Any]")
+
+MAX_ID = 128
+MAX_EVENT_NAME = 256
+MAX_RETRIES = 20
+_ID_FIRST = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
+_ID_REST = _ID_FIRST | frozenset("-_")
+_CO_ASYNC = 0x80 | 0x200  # CO_COROUTINE | CO_ASYNC_GENERATOR, read without importing inspect
+
+
+def event(name: str, if_: str | None = None) -> dict[str, Any]:
+    """A trigger: run the function for each event called ``name`` (1-256 chars).
+
+    ``if_`` is an optional CEL expression over ``event`` (``"event.data.total > 100"``);
+    the host evaluates it, the SDK only checks it is a string. Returns
+    ``{"event": name, "if": if_ or None}``. Raises ``ValueError`` naming a bad argument.
+    """
+    if not isinstance(name, str) or not name or len(name) > MAX_EVENT_NAME:
+        raise ValueError(f"bad event name {name!r}: it must be a string of 1-{MAX_EVENT_NAME} characters")
+    if if_ is not None and not isinstance(if_, str):
+        raise ValueError(f"bad if_ for event {name!r}: it must be a string (a CEL expression) or None")
+    return {"event": name, "if": if_ or None}
+
+
+# A later sluice.cron(schedule) returns {"cron": schedule}; _check_triggers dispatches on the key.
+
+
+class Function:
+    """One registered function: its options as the host sees them, and the Python callable."""
+
+    __slots__ = ("fn", "id", "name", "retries", "timeout_ms", "triggers")
+
+    def __init__(self, fn: Callable[[Context], Any], id: str, name: str, triggers: list[dict[str, Any]],
+                 retries: int, timeout_ms: int | None) -> None:
+        self.fn = fn
+        self.id = id
+        self.name = name
+        self.triggers = triggers
+        self.retries = retries
+        self.timeout_ms = timeout_ms
+
+    def describe(self) -> dict[str, Any]:
+        """This function's entry in an ``introspect`` response."""
+        return {"id": self.id, "name": self.name, "triggers": self.triggers, "retries": self.retries,
+                "timeout_ms": self.timeout_ms}
+
+    def __repr__(self) -> str:
+        return f"Function(id={self.id!r}, triggers={self.triggers!r})"
+
+
+class App:
+    """A named set of functions: ``app = sluice.App("shop")``.
+
+    ``id`` is lowercase letters, digits, ``-`` and ``_``, starting with a letter or
+    digit, at most 128 chars; anything else raises ``ValueError`` naming it.
+    """
+
+    def __init__(self, id: str) -> None:
+        check_id(id, "app id")
+        self.id = id
+        self._functions: dict[str, Function] = {}
+
+    @property
+    def functions(self) -> dict[str, Function]:
+        """The registered functions by id (a copy)."""
+        return dict(self._functions)
+
+    def function(self, *, id: str, trigger: Any = None, retries: int = 3, timeout: float | str | None = None,
+                 name: str | None = None) -> Callable[[F], F]:
+        """Register the decorated callable ``fn(ctx)`` as the function ``id``.
+
+        - ``trigger``: ``sluice.event(...)``, an event name, or a list of them; ``None``
+          for a function that runs only when invoked.
+        - ``retries``: retries after the first attempt of each step, 0-20 (default 3).
+        - ``timeout``: seconds or a duration string (``"10m"``); ``None`` takes the host's default.
+        - ``name``: a human-readable name (default: the id).
+
+        Returns the callable unchanged. Raises ``ValueError`` naming the bad option, an id
+        already used in this app, or ``TypeError`` for an ``async def`` (not supported yet).
+        """
+        check_id(id, "function id")
+        if id in self._functions:
+            raise ValueError(f"function id {id!r} is already used in app {self.id!r}")
+        triggers = _check_triggers(trigger, id)
+        if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= MAX_RETRIES:
+            raise ValueError(f"function {id!r}: bad retries {retries!r}: use an integer 0-{MAX_RETRIES}")
+        timeout_ms = None if timeout is None else parse_duration(timeout, f"timeout of function {id!r}")
+        if timeout_ms == 0:
+            raise ValueError(f"function {id!r}: timeout must be more than 0")
+        if name is not None and (not isinstance(name, str) or not name.strip()):
+            raise ValueError(f"function {id!r}: bad name {name!r}: use a non-empty string")
+
+        def register(fn: F) -> F:
+            if not callable(fn):
+                raise TypeError(f"function {id!r}: @app.function must decorate a callable")
+            if getattr(getattr(fn, "__code__", None), "co_flags", 0) & _CO_ASYNC:
+                raise TypeError(f"function {id!r}: async functions are not supported yet; use a plain def")
+            if id in self._functions:
+                raise ValueError(f"function id {id!r} is already used in app {self.id!r}")
+            self._functions[id] = Function(fn, id, name or id, triggers, retries, timeout_ms)
+            return fn
+
+        return register
+
+    def introspect(self) -> dict[str, Any]:
+        """The ``introspect`` response: the app and its functions. Calls no user code."""
+        return {"v": VERSION, "app": self.id, "functions": [f.describe() for f in self._functions.values()]}
+
+    def respond(self, request: dict[str, Any]) -> bytes:
+        """The encoded response to a decoded, checked request (see ``sluice.protocol``).
+
+        Raises ``ProtocolError`` only for a malformed request; the function's own failures,
+        an unknown function id and unencodable results all become an ``error`` op.
+        """
+        if request["kind"] == "introspect":
+            return pack(self.introspect())
+        fid = request["function"]
+        function = self._functions.get(fid)
+        if function is None:
+            known = ", ".join(repr(k) for k in self._functions) or "none"
+            return error_response("UnknownFunction",
+                                  f"app {self.id!r} has no function {fid!r} (known: {known})")
+        return encode_op(_steps.call(function.fn, fid, request))
+
+    def __repr__(self) -> str:
+        return f"App({self.id!r}, functions={list(self._functions)!r})"
+
+
+def check_id(value: object, what: str) -> None:
+    """Raise ``ValueError`` naming ``what`` unless ``value`` is a valid app or function id."""
+    if (not isinstance(value, str) or not value or len(value) > MAX_ID or value[0] not in _ID_FIRST
+            or not _ID_REST.issuperset(value)):
+        raise ValueError(f"bad {what} {value!r}: use lowercase letters, digits, '-' and '_', "
+                         f"starting with a letter or digit, at most {MAX_ID} characters")
+
+
+def _check_triggers(trigger: Any, fn_id: str) -> list[dict[str, Any]]:
+    if trigger is None:
+        return []
+    items = trigger if isinstance(trigger, list | tuple) else [trigger]
+    out = []
+    for item in items:
+        if isinstance(item, str):
+            item = event(item)
+        if not isinstance(item, dict) or not isinstance(item.get("event"), str):
+            raise ValueError(f"function {fn_id!r}: bad trigger {item!r}: use sluice.event(name, if_=...)")
+        out.append(event(item["event"], item.get("if")))
+    return out
+
+
+def error_response(name: str, message: str, stack: str = "") -> bytes:
+    """A call response holding one non-retriable ``error`` op."""
+    err = {"name": name, "message": message}
+    if stack:
+        err["stack"] = stack
+    op = {"op": "error", "error": err, "retriable": False, "retry_after_ms": None}
+    return pack({"v": VERSION, "ops": [op]})
+
+
+def encode_op(op: dict[str, Any]) -> bytes:
+    """``{"v": 1, "ops": [op]}`` as msgpack; a result msgpack cannot encode becomes an error op."""
+    try:
+        return pack({"v": VERSION, "ops": [op]})
+    except (TypeError, ValueError, OverflowError) as exc:
+        who = f"step {op['name']!r}" if op["op"] == "step" else "the function"
+        bad = _find_unencodable(op.get("data"), "result", 0) or str(exc)
+        return error_response("UnencodableOutput", f"{who} returned a value msgpack cannot encode: {bad}; "
+                              f"return None, bool, int, float, str, bytes, or lists and dicts of them")
+
+
+_SCALARS = (type(None), bool, float, str, bytes, bytearray)
+
+
+def _find_unencodable(value: Any, path: str, depth: int) -> str | None:
+    """Where the first value msgpack cannot encode sits, as ``"a set at result['items'][2]"``."""
+    if depth > 256:
+        return f"nesting deeper than 256 levels at {path} (a cycle?)"
+    if isinstance(value, _SCALARS):
+        return None
+    if isinstance(value, int):
+        return None if -(2**63) <= value < 2**64 else f"an int too large for 64 bits at {path}"
+    if isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            found = _find_unencodable(item, f"{path}[{i}]", depth + 1)
+            if found:
+                return found
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = (_find_unencodable(key, f"a key of {path}", depth + 1)
+                     or _find_unencodable(item, f"{path}[{key!r}]", depth + 1))
+            if found:
+                return found
+        return None
+    return f"a {type(value).__name__} at {path}"
