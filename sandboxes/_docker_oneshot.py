@@ -1,0 +1,204 @@
+"""One request in one fresh container: create, attach, start, feed stdin, collect, remove.
+
+The hardened container config of DESIGN §5 lives in :func:`container_config`; a
+warm pool (a later issue) reuses it and replaces only :class:`OneShotRunner`.
+
+Every run ends with the container removed, whatever happened: normal exit, a limit
+hit, an engine error, or the awaiting task being cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from sandboxes._docker_api import EngineClient, EngineError
+from sandboxes.base import Limits, MiB, Result, SandboxError
+
+#: The user every guest runs as (nobody:nogroup).
+GUEST_USER = "65534:65534"
+#: Label on every container this sandbox starts; ``sluice.sandbox`` names the owner.
+LABEL = "sluice"
+#: Open files per guest process.
+NOFILE = 1024
+
+
+def container_config(
+    image: str, env: Mapping[str, str], limits: Limits, *, runtime: str, labels: Mapping[str, str]
+) -> dict[str, Any]:
+    """The Engine API create body for one hardened guest (DESIGN §5).
+
+    No network interface, read-only root, a noexec ``/tmp`` of ``limits.tmpfs_mb``,
+    every capability dropped, no privilege gain, the default seccomp profile (by not
+    overriding it), a non-root user, pids/memory/CPU caps with swap off, no mounts,
+    no log driver (output travels only over the attach stream, so a flood cannot
+    fill the host's disk), and only ``env``.
+    """
+    _check_env(env)
+    _check_limits(limits)
+    memory = limits.memory_mb * MiB
+    return {
+        "Image": image,
+        "Env": [f"{k}={v}" for k, v in env.items()],
+        "User": GUEST_USER,
+        "AttachStdin": True,
+        "AttachStdout": True,
+        "AttachStderr": True,
+        "OpenStdin": True,
+        # The guest's stdin closes when the host half-closes the attach connection.
+        "StdinOnce": True,
+        "Tty": False,
+        "NetworkDisabled": True,
+        "Labels": {LABEL: "1", **labels},
+        "HostConfig": {
+            "NetworkMode": "none",
+            "ReadonlyRootfs": True,
+            "Tmpfs": {"/tmp": f"rw,noexec,nosuid,nodev,size={limits.tmpfs_mb}m"},
+            "CapDrop": ["ALL"],
+            "SecurityOpt": ["no-new-privileges"],
+            "PidsLimit": limits.pids,
+            "Memory": memory,
+            "MemorySwap": memory,
+            "NanoCpus": int(limits.cpus * 1e9),
+            "Ulimits": [{"Name": "nofile", "Soft": NOFILE, "Hard": NOFILE}],
+            "Runtime": runtime,
+            "LogConfig": {"Type": "none", "Config": {}},
+            "IpcMode": "private",
+            "Privileged": False,
+            "Binds": [],
+            "Mounts": [],
+        },
+    }
+
+
+def _check_env(env: Mapping[str, str]) -> None:
+    for key, value in env.items():
+        if not isinstance(key, str) or not key or "=" in key or "\0" in key:
+            raise SandboxError(f"bad environment variable name {key!r}: non-empty, no '=' or NUL")
+        if not isinstance(value, str) or "\0" in value:
+            raise SandboxError(f"environment variable {key!r} must be a string without NUL")
+
+
+def _check_limits(limits: Limits) -> None:
+    if limits.memory_mb < 6:
+        raise SandboxError(f"limits.memory_mb must be at least 6 (Docker's floor), got {limits.memory_mb}")
+    if limits.cpus <= 0:
+        raise SandboxError(f"limits.cpus must be positive, got {limits.cpus}")
+    if limits.pids < 1 or limits.tmpfs_mb < 1 or limits.timeout_s <= 0:
+        raise SandboxError(f"limits must be positive: {limits}")
+
+
+class _Output:
+    """stdout and stderr, each capped; remembers which cap broke first."""
+
+    def __init__(self, limits: Limits) -> None:
+        self.caps = {1: limits.max_stdout_bytes, 2: limits.max_stderr_bytes}
+        self.bufs = {1: bytearray(), 2: bytearray()}
+        self.exceeded: str | None = None
+
+    def add(self, stream: int, chunk: bytes) -> bool:
+        """Keep ``chunk``; false once a cap is exceeded (the run must stop)."""
+        if stream not in self.bufs:
+            return True
+        buf, cap = self.bufs[stream], self.caps[stream]
+        room = cap - len(buf)
+        buf += chunk[: max(room, 0)]
+        if len(chunk) > room:
+            name = "stdout" if stream == 1 else "stderr"
+            self.exceeded = f"{name} exceeded {cap} bytes"
+            return False
+        return True
+
+
+class OneShotRunner:
+    """Runs one request per fresh container. Tracks live containers for cleanup."""
+
+    def __init__(self, api: EngineClient, *, runtime: str, owner: str) -> None:
+        self.api = api
+        self.runtime = runtime
+        self.owner = owner
+        #: Container ids created and not yet removed.
+        self.live: set[str] = set()
+
+    async def run(self, image: str, env: Mapping[str, str], request: bytes, limits: Limits) -> Result:
+        config = container_config(
+            image, env, limits, runtime=self.runtime, labels={"sluice.sandbox": self.owner}
+        )
+        started = time.monotonic()
+        name = f"sluice-{uuid.uuid4().hex[:16]}"
+        try:
+            cid = await self.api.create(name, config)
+        except EngineError as exc:
+            raise SandboxError(f"cannot create a container from {image}: {exc.message}") from None
+        self.live.add(cid)
+        try:
+            return await self._run(cid, request, limits, started)
+        finally:
+            # Shielded: a cancelled caller still gets its container removed.
+            await asyncio.shield(self._discard(cid))
+
+    async def _discard(self, cid: str) -> None:
+        try:
+            await self.api.remove(cid)
+        except EngineError:
+            return  # stays in self.live; close() retries
+        self.live.discard(cid)
+
+    async def _run(self, cid: str, request: bytes, limits: Limits, started: float) -> Result:
+        out = _Output(limits)
+        timed_out = False
+        attachment = await self.api.attach(cid)
+        try:
+            try:
+                await self.api.start(cid)
+            except EngineError as exc:
+                raise SandboxError(f"cannot start container: {exc.message}") from None
+            feeder = asyncio.create_task(attachment.send_stdin(request))
+            exit_code: int | None = None
+            try:
+                # One deadline for output and exit: a guest that closes its stdout
+                # and keeps running is still stopped on time.
+                async with asyncio.timeout(limits.timeout_s):
+                    async for stream, chunk in attachment.frames():
+                        if not out.add(stream, chunk):
+                            break
+                    if not out.exceeded:
+                        exit_code = await self.api.wait(cid)
+            except TimeoutError:
+                timed_out = True
+            finally:
+                feeder.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await feeder
+        finally:
+            attachment.close()
+        if exit_code is None:
+            await self.api.kill(cid)
+            exit_code = await self.api.wait(cid)
+        oom = False
+        if exit_code != 0 and not timed_out and not out.exceeded:
+            state = (await self.api.inspect(cid)).get("State", {})
+            oom = bool(state.get("OOMKilled"))
+        duration_ms = (time.monotonic() - started) * 1000
+        error: str | None = None
+        if timed_out:
+            error = f"timed out after {limits.timeout_s:g} s"
+        elif out.exceeded:
+            error = out.exceeded
+        elif oom:
+            error = f"out of memory (limit {limits.memory_mb} MiB)"
+        elif exit_code != 0:
+            error = f"exited with code {exit_code}"
+        return Result(
+            ok=error is None,
+            stdout=bytes(out.bufs[1]),
+            stderr=bytes(out.bufs[2]),
+            exit_code=None if timed_out else exit_code,
+            error=error,
+            duration_ms=duration_ms,
+            timed_out=timed_out,
+        )

@@ -1,0 +1,220 @@
+"""The Docker sandbox: each request runs in a fresh, hardened container.
+
+Targets:
+  * ``image`` — a prebuilt image whose entrypoint speaks the guest protocol. It must
+    already exist locally: there is no registry to pull from.
+  * ``python`` — an app directory. It is built into ``sluice/app:<hash>``, FROM the
+    Python guest image (``images/python``), which is itself built on ``base_image``
+    when missing or built from an older SDK.
+
+Hardening (DESIGN §5) is in :func:`sandboxes._docker_oneshot.container_config`.
+Runtime ``runc`` (default) or ``runsc`` (gVisor; register it with
+``scripts/docker-engine.sh --gvisor``).
+
+Example::
+
+    sandbox = DockerSandbox()
+    result = await sandbox.run(Target("python", "examples/shop"), request, Limits(timeout_s=10))
+    await sandbox.close()
+
+The event loop is never blocked: container calls go through an asyncio Engine API
+client; only image builds (docker-py) run in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any, Literal
+
+from sandboxes import _docker_images as images
+from sandboxes._docker_api import EngineClient, EngineError
+from sandboxes._docker_oneshot import LABEL, OneShotRunner
+from sandboxes.base import Limits, Result, SandboxError, Target
+
+RUNTIMES = ("runc", "runsc")
+
+
+def default_guest_image() -> str:
+    """``sluice/python-guest:<SDK version>``, what ``scripts/build-images.sh`` builds."""
+    return f"sluice/python-guest:{images.sdk_version()}"
+
+
+class DockerSandbox:
+    """A :class:`~sandboxes.base.Sandbox` on a local Docker engine.
+
+    ``runtime``: ``runc`` or ``runsc``. ``guest_image``: the Python guest image (default
+    :func:`default_guest_image`; when it is the default, it is (re)built here as needed).
+    ``base_image``: what the guest image is built on. ``client``: an optional docker-py
+    ``DockerClient`` used for builds. ``docker_host``: a ``unix://`` URL (default
+    ``$DOCKER_HOST`` or ``/var/run/docker.sock``).
+    """
+
+    name = "docker"
+
+    def __init__(
+        self,
+        *,
+        runtime: Literal["runc", "runsc"] = "runc",
+        guest_image: str | None = None,
+        base_image: str = images.DEFAULT_BASE_IMAGE,
+        client: Any = None,
+        docker_host: str | None = None,
+    ) -> None:
+        if runtime not in RUNTIMES:
+            raise SandboxError(f"unknown docker runtime {runtime!r}: choose runc or runsc")
+        self.runtime = runtime
+        self.owns_guest_image = guest_image is None
+        self.guest_image = guest_image or default_guest_image()
+        self.base_image = base_image
+        #: Labels every container of this sandbox carries: ``sluice=1``, ``sluice.sandbox=<id>``.
+        self.id = uuid.uuid4().hex[:12]
+        self._client = client
+        self._own_client = client is None
+        self._api = EngineClient(docker_host)
+        self._runner = OneShotRunner(self._api, runtime=runtime, owner=self.id)
+        self._prepared: dict[tuple[str, str], str] = {}
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._checked_runtime = False
+        self._closed = False
+
+    # --- the contract ---------------------------------------------------------
+
+    async def prepare(self, target: Target) -> None:
+        """Check or build ``target``'s image. A python app is re-hashed on every call,
+        so a changed app is rebuilt and an unchanged one costs only the hash.
+
+        Raises :class:`SandboxError`: engine unreachable, runtime not registered, image
+        missing (with how to build it), app directory unusable, build failed.
+        """
+        await self._image_for(target, refresh=True)
+
+    async def run(self, target: Target, request: bytes, limits: Limits) -> Result:
+        """Run ``request`` in a fresh container of ``target`` (prepared first if needed).
+
+        A misbehaving guest yields ``Result(ok=False, error=...)``; host-side trouble
+        raises :class:`SandboxError`. The container is removed in every case.
+        """
+        image = await self._image_for(target, refresh=False)
+        try:
+            return await self._runner.run(image, target.env, request, limits)
+        except EngineError as exc:
+            raise SandboxError(str(exc)) from None
+
+    async def close(self) -> None:
+        """Remove any container of this sandbox still around; safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            leftovers = {c["Id"] for c in await self._api.list_containers({"sluice.sandbox": self.id})}
+            for cid in leftovers | self._runner.live:
+                await self._api.remove(cid)
+        except EngineError:
+            pass  # engine gone: nothing left to remove through it
+        finally:
+            await self._api.close()
+            if self._own_client and self._client is not None:
+                await asyncio.to_thread(self._client.close)
+
+    async def __aenter__(self) -> DockerSandbox:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # --- images ---------------------------------------------------------------
+
+    async def _image_for(self, target: Target, *, refresh: bool) -> str:
+        if self._closed:
+            raise SandboxError("this docker sandbox is closed")
+        if target.kind not in ("image", "python"):
+            raise SandboxError(f"the docker sandbox runs 'image' and 'python' targets, not {target.kind!r}")
+        key = (target.kind, target.ref)
+        if not refresh and key in self._prepared:
+            return self._prepared[key]
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:  # two first calls of one target build once
+            if not refresh and key in self._prepared:
+                return self._prepared[key]
+            try:
+                await self._check_runtime()
+                if target.kind == "image":
+                    image = await self._check_image(target.ref)
+                else:
+                    image = await self._app_image(target.ref)
+            except EngineError as exc:
+                raise SandboxError(str(exc)) from None
+            self._prepared[key] = image
+            return image
+
+    async def _check_runtime(self) -> None:
+        if self._checked_runtime:
+            return
+        info = await self._api.info()
+        if self.runtime not in (info.get("Runtimes") or {}):
+            hint = ""
+            if self.runtime == "runsc":
+                hint = " (register gVisor with scripts/docker-engine.sh --gvisor)"
+            raise SandboxError(f"the Docker engine has no {self.runtime!r} runtime{hint}")
+        self._checked_runtime = True
+
+    async def _check_image(self, ref: str) -> str:
+        if await self._api.inspect_image(ref) is None:
+            raise SandboxError(
+                f"image {ref!r} not found on the local engine, and there is no registry to pull "
+                "from: build it here (docker build -t ... ; see images/README.md)"
+            )
+        return ref
+
+    async def _guest_image_id(self) -> str:
+        found = await self._api.inspect_image(self.guest_image)
+        if not self.owns_guest_image:
+            if found is None:
+                raise SandboxError(
+                    f"guest image {self.guest_image!r} not found: build it with "
+                    "scripts/build-images.sh (or pass guest_image=None to build it here)"
+                )
+            return str(found["Id"])
+        want = images.sdk_hash()
+        labels = ((found or {}).get("Config") or {}).get("Labels") or {}
+        if found is not None and labels.get("sluice.guest-hash") == want:
+            return str(found["Id"])
+        if await self._api.inspect_image(self.base_image) is None:
+            raise SandboxError(
+                f"base image {self.base_image!r} not found and there is no registry: "
+                "make it with images/base/bootstrap.sh"
+            )
+        context = await asyncio.to_thread(images.guest_context)
+        return await self._build(
+            context, self.guest_image, {"BASE": self.base_image}, {"sluice.guest-hash": want}
+        )
+
+    async def _app_image(self, ref: str) -> str:
+        app_dir = images.check_app_dir(ref)
+        guest_id = await self._guest_image_id()
+        digest = await asyncio.to_thread(images.app_hash, app_dir, guest_id)
+        tag = f"sluice/app:{digest}"
+        if await self._api.inspect_image(tag) is None:
+            context = await asyncio.to_thread(images.app_context, app_dir)
+            await self._build(context, tag, {"GUEST": guest_id}, {"sluice.app-dir": str(app_dir)})
+        return tag
+
+    async def _build(
+        self, context: bytes, tag: str, buildargs: dict[str, str], labels: dict[str, str]
+    ) -> str:
+        client = await self._docker_py()
+        return await asyncio.to_thread(
+            images.build, client, context, tag, buildargs=buildargs, labels={LABEL: "1", **labels}
+        )
+
+    async def _docker_py(self) -> Any:
+        if self._client is None:
+            import docker
+
+            from sandboxes._docker_api import API_VERSION
+
+            self._client = docker.DockerClient(
+                base_url=f"unix://{self._api.socket}", version=API_VERSION, timeout=600
+            )
+        return self._client
