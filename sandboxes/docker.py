@@ -101,6 +101,10 @@ class DockerSandbox:
         except EngineError as exc:
             raise SandboxError(str(exc)) from None
 
+    def image_of(self, target: Target) -> str | None:
+        """The image ``target`` last prepared as (``sluice/app:<hash>`` for an app), or ``None``."""
+        return self._prepared.get((target.kind, target.ref))
+
     async def close(self) -> None:
         """Remove any container of this sandbox still around; safe to call twice."""
         if self._closed:

@@ -1,0 +1,94 @@
+"""Fixtures for the Docker sandbox tests; test modules import them by name.
+
+Not a conftest.py, because the WASM sandbox tests share this directory.
+
+* ``docker_engine`` (session): skips without an engine or the local base image on a
+  laptop, fails under ``CI=true``.
+* ``probe_image`` (session): ``tests/sandboxes/docker_probe`` built once per content
+  hash on the local base: a stand-in guest that takes commands on stdin.
+* ``docker_sandbox``: a fresh :class:`DockerSandbox` per test, closed after it; the
+  test fails if any container of the sandbox is left behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from sandboxes.docker import DockerSandbox
+
+PROBE_DIR = Path(__file__).parent / "docker_probe"
+BASE_IMAGE = "sluice/base:bookworm"
+
+
+def _missing(reason: str) -> None:
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason} (CI=true, so this must work)")
+    pytest.skip(reason)
+
+
+def docker(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run the docker CLI; the completed process (never raises on a non-zero exit)."""
+    return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def containers_labelled(label: str) -> list[str]:
+    """Ids of every container (any state) carrying ``label`` (``key`` or ``key=value``)."""
+    out = docker("ps", "-aq", "--filter", f"label={label}")
+    return out.stdout.split()
+
+
+@pytest.fixture(scope="session")
+def docker_engine() -> None:
+    """A Docker engine and the local base image, or skip (fail under CI)."""
+    try:
+        info = docker("info", "--format", "{{json .ServerVersion}}", timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        _missing(f"no docker client or engine: {exc}")
+        return
+    if info.returncode != 0:
+        _missing("no Docker engine answers `docker info`: run scripts/docker-engine.sh")
+    if docker("image", "inspect", BASE_IMAGE).returncode != 0:
+        _missing(f"no {BASE_IMAGE} image: run images/base/bootstrap.sh")
+
+
+@pytest.fixture(scope="session")
+def probe_image(docker_engine: None) -> str:
+    """The probe guest image, tagged by the hash of its files; built only when missing."""
+    digest = hashlib.sha256()
+    for path in sorted(PROBE_DIR.iterdir()):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    tag = f"sluice-test/probe:{digest.hexdigest()[:12]}"
+    if docker("image", "inspect", tag).returncode != 0:
+        built = subprocess.run(
+            ["docker", "build", "-q", "--network", "none", "--label", "sluice-test=1",
+             "--build-arg", f"BASE={BASE_IMAGE}", "-t", tag, str(PROBE_DIR)],
+            capture_output=True, text=True, timeout=300, check=False,
+            env={**os.environ, "DOCKER_BUILDKIT": "0"},
+        )
+        assert built.returncode == 0, f"building the probe image failed:\n{built.stderr}"
+    return tag
+
+
+@pytest.fixture
+async def docker_sandbox(docker_engine: None) -> AsyncIterator[DockerSandbox]:
+    """A sandbox per test; afterwards, none of its containers may remain."""
+    sandbox = DockerSandbox()
+    yield sandbox
+    left_before_close = containers_labelled(f"sluice.sandbox={sandbox.id}")
+    await sandbox.close()
+    assert left_before_close == [], f"containers left behind after the test: {left_before_close}"
+    assert containers_labelled(f"sluice.sandbox={sandbox.id}") == []
+
+
+def inspect_json(ref: str) -> dict[str, object]:
+    out = docker("inspect", ref)
+    assert out.returncode == 0, out.stderr
+    result: dict[str, object] = json.loads(out.stdout)[0]
+    return result
