@@ -191,7 +191,7 @@ _SCALARS = (type(None), bool, float, str, bytes, bytearray)
 
 
 def _find_unencodable(value: Any, path: str, depth: int) -> str | None:
-    """Where the first value msgpack cannot encode sits, as ``"a set at result['items'][2]"``."""
+    """Where the first value msgpack cannot encode sits: ``"type 'set' at result['items'][2]"``."""
     if depth > 256:
         return f"nesting deeper than 256 levels at {path} (a cycle?)"
     if isinstance(value, _SCALARS):
@@ -211,4 +211,4 @@ def _find_unencodable(value: Any, path: str, depth: int) -> str | None:
             if found:
                 return found
         return None
-    return f"a {type(value).__name__} at {path}"
+    return f"type {type(value).__name__!r} at {path}"

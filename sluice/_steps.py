@@ -124,6 +124,16 @@ def call(fn: Callable[[Context], Any], function_id: str, request: dict[str, Any]
     return step._op
 
 
+_CALL_FIELDS: dict[str, type] = {"event": dict, "events": list, "steps": dict, "run": dict}
+
+
+def check_call(request: dict[str, Any]) -> None:
+    """Raise ``ProtocolError`` naming the first of a call's event, events, steps or run
+    with the wrong type (the shim checks this before it runs any user code)."""
+    for key, typ in _CALL_FIELDS.items():
+        _field(request, key, typ, None)
+
+
 def _field(request: dict[str, Any], key: str, typ: type, default: Any) -> Any:
     value = request.get(key)
     if value is None:

@@ -28,6 +28,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from sluice._app import App, error_response
 from sluice._errors import error_info
+from sluice._steps import check_call
 from sluice.protocol import MAX_FRAME_BYTES, ProtocolError, decode_request, frame, read_frame
 
 if TYPE_CHECKING:
@@ -197,7 +198,9 @@ def _one_shot(opts: _Options, proto_in: IO[bytes], proto_out: IO[bytes]) -> int:
         return EXIT_BAD_INPUT
     try:
         request: dict[str, Any] = decode_request(data)  # type: ignore[assignment]
-        body = _respond(_load(opts), request)  # garbage was refused before any user code ran
+        if request["kind"] == "call":
+            check_call(request)  # refuse a malformed request before running any user code
+        body = _respond(_load(opts), request)
     except ProtocolError as exc:
         _say(f"bad request: {exc}")
         return EXIT_BAD_INPUT

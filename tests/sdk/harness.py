@@ -1,0 +1,120 @@
+"""Run the real guest shim as a subprocess, the way a sandbox does, and act as the host."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sluice.protocol import frame, pack, read_frame, step_id, unpack
+
+REPO = Path(__file__).resolve().parents[2]
+PYTHON = sys.executable
+ENV = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONDONTWRITEBYTECODE": "1"}
+
+
+@dataclass
+class Result:
+    code: int
+    stdout: bytes
+    stderr: str
+
+    @property
+    def response(self) -> Any:
+        return unpack(self.stdout)
+
+    @property
+    def op(self) -> dict[str, Any]:
+        ops = self.response["ops"]
+        assert len(ops) == 1, ops
+        return ops[0]  # type: ignore[no-any-return]
+
+
+def write_app(directory: Path, source: str, name: str = "app.py") -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / name).write_text(textwrap.dedent(source))
+    return directory
+
+
+def run_shim(app_dir: Path, request: dict[str, Any] | bytes, *args: str, timeout: float = 30) -> Result:
+    """One-shot: the request on stdin, the response from stdout."""
+    data = request if isinstance(request, bytes) else pack(request)
+    proc = subprocess.run([PYTHON, "-m", "sluice.shim", "--app-dir", str(app_dir), *args], input=data,
+                          capture_output=True, timeout=timeout, env=ENV, cwd=REPO, check=False)
+    return Result(proc.returncode, proc.stdout, proc.stderr.decode("utf-8", "replace"))
+
+
+def call(function: str, event: dict[str, Any] | None = None, steps: dict[str, Any] | None = None,
+         attempt: int = 0) -> dict[str, Any]:
+    return {"v": 1, "kind": "call", "function": function,
+            "event": event if event is not None else {"name": "test/event", "data": {}},
+            "steps": steps or {}, "run": {"id": "run-1", "attempt": attempt}, "target": None}
+
+
+@dataclass
+class Run:
+    """What a host saw while driving one run to its end."""
+    final: dict[str, Any]
+    ops: list[dict[str, Any]] = field(default_factory=list)
+    steps: dict[str, Any] = field(default_factory=dict)
+    stderr: list[str] = field(default_factory=list)
+
+
+def drive(app_dir: Path, function: str, event: dict[str, Any], retries: int = 3, max_calls: int = 20) -> Run:
+    """Call the function again and again, like the host: memoize each step's output,
+    retry a retriable step error up to ``retries`` times, memoize a final step error.
+    Returns at the first ``done`` or ``error`` op."""
+    run = Run(final={})
+    attempt = 0
+    for _ in range(max_calls):
+        result = run_shim(app_dir, call(function, event, run.steps, attempt))
+        assert result.code == 0, result.stderr
+        op = result.op
+        run.ops.append(op)
+        run.stderr.append(result.stderr)
+        if op["op"] == "step":
+            run.steps[op["id"]] = {"data": op["data"]}
+            attempt = 0
+        elif op["op"] == "step_error":
+            if op["retriable"] and attempt < retries:
+                attempt += 1
+            else:
+                run.steps[op["id"]] = {"error": op["error"]}
+                attempt = 0
+        else:
+            run.final = op
+            return run
+    raise AssertionError(f"no done/error op after {max_calls} calls: {run.ops}")
+
+
+class Server:
+    """``--serve``: framed requests over a pipe to one long-lived shim."""
+
+    def __init__(self, app_dir: Path) -> None:
+        self.proc = subprocess.Popen([PYTHON, "-m", "sluice.shim", "--app-dir", str(app_dir), "--serve"],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     env=ENV, cwd=REPO)
+
+    def request(self, request: dict[str, Any] | bytes) -> Any:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(frame(request if isinstance(request, bytes) else pack(request)))
+        self.proc.stdin.flush()
+        body = read_frame(self.proc.stdout)
+        return None if body is None else unpack(body)
+
+    def close(self, timeout: float = 10) -> tuple[int, str]:
+        assert self.proc.stdin is not None and self.proc.stderr is not None
+        self.proc.stdin.close()
+        code = self.proc.wait(timeout)
+        err = self.proc.stderr.read().decode("utf-8", "replace")
+        assert self.proc.stdout is not None
+        self.proc.stdout.close()
+        self.proc.stderr.close()
+        return code, err
+
+
+__all__ = ["REPO", "Result", "Run", "Server", "call", "drive", "run_shim", "step_id", "write_app"]
