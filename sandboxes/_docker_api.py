@@ -105,9 +105,12 @@ class EngineClient:
     def __init__(self, docker_host: str | None = None) -> None:
         self.socket = socket_path(docker_host)
         self._session: aiohttp.ClientSession | None = None
+        self._closed = False
 
     def _http(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
+        if self._closed:
+            raise EngineUnreachable("this engine client is closed")
+        if self._session is None:
             connector = aiohttp.UnixConnector(path=self.socket, limit=64)
             # No overall timeout here: callers bound each run themselves.
             self._session = aiohttp.ClientSession(
@@ -116,6 +119,8 @@ class EngineClient:
         return self._session
 
     async def close(self) -> None:
+        """Close the connection pool; later calls raise :class:`EngineUnreachable`. Idempotent."""
+        self._closed = True
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -201,6 +206,8 @@ class EngineClient:
 
         Attaching before start is what guarantees no early output is lost.
         """
+        if self._closed:
+            raise EngineUnreachable("this engine client is closed")
         try:
             reader, writer = await asyncio.open_unix_connection(self.socket)
         except OSError as exc:

@@ -123,6 +123,8 @@ class OneShotRunner:
         self.owner = owner
         #: Container ids created and not yet removed.
         self.live: set[str] = set()
+        #: Set by the sandbox's close(): runs still underway then end in SandboxError.
+        self.closing = False
 
     async def run(self, image: str, env: Mapping[str, str], request: bytes, limits: Limits) -> Result:
         config = container_config(
@@ -183,6 +185,9 @@ class OneShotRunner:
         if exit_code != 0 and not timed_out and not out.exceeded:
             state = (await self.api.inspect(cid)).get("State", {})
             oom = bool(state.get("OOMKilled"))
+        if self.closing:
+            # The host killed it, not the guest's fault: say so instead of "code 137".
+            raise SandboxError("the docker sandbox was closed during the run")
         duration_ms = (time.monotonic() - started) * 1000
         error: str | None = None
         if timed_out:

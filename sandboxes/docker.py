@@ -110,6 +110,7 @@ class DockerSandbox:
         if self._closed:
             return
         self._closed = True
+        self._runner.closing = True
         try:
             leftovers = {c["Id"] for c in await self._api.list_containers({"sluice.sandbox": self.id})}
             for cid in leftovers | self._runner.live:

@@ -8,9 +8,12 @@ import os
 import pytest
 
 from sandboxes._docker_oneshot import container_config
-from sandboxes.base import MiB, Limits, SandboxError, Target
+from sandboxes.base import Limits, MiB, SandboxError, Target
 from sandboxes.docker import DockerSandbox
-from tests.sandboxes.docker_fixtures import docker_engine, docker_sandbox, probe_image  # noqa: F401
+from tests.sandboxes import docker_fixtures as fx
+
+# Fixtures shared with the other Docker test modules (see docker_fixtures.py).
+docker_engine, docker_sandbox, probe_image = fx.docker_engine, fx.docker_sandbox, fx.probe_image
 
 pytestmark = pytest.mark.docker
 

@@ -10,9 +10,12 @@ import time
 
 import pytest
 
-from sandboxes.base import MiB, Limits, Target
+from sandboxes.base import Limits, MiB, Target
 from sandboxes.docker import DockerSandbox
-from tests.sandboxes.docker_fixtures import docker_engine, docker_sandbox, probe_image  # noqa: F401
+from tests.sandboxes import docker_fixtures as fx
+
+# Fixtures shared with the other Docker test modules (see docker_fixtures.py).
+docker_engine, docker_sandbox, probe_image = fx.docker_engine, fx.docker_sandbox, fx.probe_image
 
 pytestmark = pytest.mark.docker
 
@@ -69,7 +72,9 @@ async def test_a_memory_bomb_is_reported_as_out_of_memory(
     assert result.error == "out of memory (limit 48 MiB)", (result.error, result.stderr[-500:])
 
 
-async def test_a_large_request_reaches_the_guest_whole(docker_sandbox: DockerSandbox, probe_image: str) -> None:
+async def test_a_large_request_reaches_the_guest_whole(
+    docker_sandbox: DockerSandbox, probe_image: str
+) -> None:
     request = b"echo " + bytes(range(256)) * (4 * 4096)  # 4 MiB + 5 bytes
     result = await docker_sandbox.run(Target("image", probe_image), request, Limits(timeout_s=30))
     assert result.ok, result.error

@@ -10,7 +10,10 @@ import pytest
 from sandboxes.base import Limits, Target
 from sandboxes.docker import DockerSandbox
 from sluice import protocol
-from tests.sandboxes.docker_fixtures import docker, docker_engine, docker_sandbox  # noqa: F401
+from tests.sandboxes import docker_fixtures as fx
+
+# Fixtures shared with the other Docker test modules (see docker_fixtures.py).
+docker_engine, docker_sandbox = fx.docker_engine, fx.docker_sandbox
 
 pytestmark = pytest.mark.docker
 
@@ -67,7 +70,8 @@ async def test_a_call_runs_one_step_then_finishes_with_the_memoized_output(
 
     second = await docker_sandbox.run(target, call({op["id"]: {"data": op["data"]}}), Limits(timeout_s=30))
     assert second.ok, (second.error, second.stderr)
-    assert protocol.decode_response(second.stdout)["ops"] == [{"op": "done", "data": {"greeting": "HELLO ADA"}}]
+    done = {"op": "done", "data": {"greeting": "HELLO ADA"}}
+    assert protocol.decode_response(second.stdout)["ops"] == [done]
 
 
 async def test_an_unchanged_app_is_not_rebuilt_and_a_changed_one_is(
@@ -85,13 +89,14 @@ async def test_an_unchanged_app_is_not_rebuilt_and_a_changed_one_is(
     await docker_sandbox.prepare(target)
     second_tag = docker_sandbox.image_of(target)
     assert second_tag is not None and second_tag != first_tag
-    docker("rmi", second_tag)
+    fx.docker("rmi", second_tag)
 
 
 async def test_an_unparsable_request_is_reported_as_exit_code_2(
     docker_sandbox: DockerSandbox, app_dir: Path
 ) -> None:
-    result = await docker_sandbox.run(Target("python", str(app_dir)), b"\xc1 not msgpack", Limits(timeout_s=30))
+    target = Target("python", str(app_dir))
+    result = await docker_sandbox.run(target, b"\xc1 not msgpack", Limits(timeout_s=30))
     assert not result.ok
     assert result.exit_code == 2 and result.error == "exited with code 2"
     assert result.stderr

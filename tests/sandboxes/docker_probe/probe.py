@@ -12,9 +12,8 @@ import time
 
 
 def report():
-    status = dict(
-        line.split(":", 1) for line in open("/proc/self/status").read().splitlines() if ":" in line
-    )
+    with open("/proc/self/status") as f:
+        status = dict(line.split(":", 1) for line in f.read().splitlines() if ":" in line)
     try:
         with open("/probe-write-test", "w") as f:
             f.write("x")
@@ -28,10 +27,11 @@ def report():
     except OSError:
         tmp_writable = False
     tmp_opts = ""
-    for line in open("/proc/self/mounts"):
-        parts = line.split()
-        if parts[1] == "/tmp":
-            tmp_opts = parts[3]
+    with open("/proc/self/mounts") as f:
+        for line in f:
+            parts = line.split()
+            if parts[1] == "/tmp":
+                tmp_opts = parts[3]
     return {
         "uid": os.getuid(),
         "gid": os.getgid(),
@@ -51,7 +51,7 @@ def main():
     command = sys.stdin.buffer.read()
     cmd = command.split(b" ", 1)[0]
     if cmd == b"echo":
-        sys.stderr.write("echoing %d bytes\n" % len(command))
+        sys.stderr.write(f"echoing {len(command)} bytes\n")
         sys.stdout.buffer.write(command)
     elif cmd == b"report":
         sys.stdout.write(json.dumps(report()))
@@ -79,7 +79,7 @@ def main():
         os.close(2)
         time.sleep(600)
     else:
-        sys.stderr.write("unknown command %r\n" % command[:40])
+        sys.stderr.write(f"unknown command {command[:40]!r}\n")
         sys.exit(2)
 
 
