@@ -6,18 +6,18 @@ a mistake shows up at ``introspect`` with a message naming it, not at the first 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, TypeVar
-
 from sluice import _steps
 from sluice._durations import parse_duration
 from sluice.protocol import VERSION, pack
 
+TYPE_CHECKING = False  # not typing's: the guest must not pay for importing typing (see protocol.py)
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import Any, TypeVar
 
     from sluice._context import Context
 
-F = TypeVar("F", bound="Callable[[Context], Any]")
+    F = TypeVar("F", bound=Callable[[Context], Any])
 
 MAX_ID = 128
 MAX_EVENT_NAME = 256

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Any
 
+TYPE_CHECKING = False  # not typing's: the guest must not pay for importing typing (see protocol.py)
 if TYPE_CHECKING:
+    from typing import Any
+
     from sluice._steps import Step
 
+    _Dict = dict[str, Any]
+else:
+    _Dict = dict
 
-class AttrDict(dict[str, Any]):
+
+class AttrDict(_Dict):
     """A dict whose keys also read as attributes: ``event.data["id"]`` or ``event.data.id``.
 
     A nested plain dict read through an attribute is wrapped the same way (once; the

@@ -8,14 +8,14 @@ The host memoizes the output and calls again. One new step per call.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from sluice._context import AttrDict, Context
 from sluice._errors import NonRetriableError, StepError, StepInterrupt, error_info, retry_policy
 from sluice.protocol import ProtocolError, step_id
 
+TYPE_CHECKING = False  # not typing's: the guest must not pay for importing typing (see protocol.py)
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import Any
 
 MAX_STEP_NAME = 256
 

@@ -17,9 +17,20 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from typing import IO, Any, Literal, NotRequired, TypedDict
 
 import msgpack
+
+# typing.TYPE_CHECKING without importing typing: the guest imports this module on every
+# call, and under CPython-on-WASI ``typing`` (with ``re`` and ``enum``) costs ~30 ms.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import IO, Any
+
+    # Re-exported (the "as" form says so); at run time __getattr__ below provides them.
+    from sluice._protocol_types import ErrorInfo as ErrorInfo
+    from sluice._protocol_types import Request as Request
+    from sluice._protocol_types import Response as Response
+    from sluice._protocol_types import RunInfo as RunInfo
 
 VERSION = 1
 
@@ -36,31 +47,17 @@ class ProtocolError(ValueError):
     """Bytes that do not follow the protocol; the message says what is wrong."""
 
 
-class ErrorInfo(TypedDict):
-    name: str
-    message: str
-    stack: NotRequired[str]
+_TYPE_NAMES = frozenset({"ErrorInfo", "RunInfo", "Request", "Response"})
 
 
-class RunInfo(TypedDict):
-    id: str
-    attempt: int
+def __getattr__(name: str) -> object:
+    """The TypedDicts ``ErrorInfo``, ``RunInfo``, ``Request`` and ``Response``, loaded on
+    first use (they live in ``sluice._protocol_types`` so the guest never imports ``typing``)."""
+    if name in _TYPE_NAMES:
+        from sluice import _protocol_types
 
-
-class Request(TypedDict):
-    v: int
-    kind: Literal["call", "introspect"]
-    function: NotRequired[str]
-    event: NotRequired[dict[str, Any]]
-    events: NotRequired[list[dict[str, Any]]]
-    steps: NotRequired[dict[str, dict[str, Any]]]
-    run: NotRequired[RunInfo]
-    target: NotRequired[str | None]
-
-
-class Response(TypedDict):
-    v: int
-    ops: list[dict[str, Any]]
+        return getattr(_protocol_types, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # Required fields of each op and the Python type each must have.

@@ -24,15 +24,18 @@ from __future__ import annotations
 import io
 import os
 import sys
-from typing import IO, TYPE_CHECKING, Any
 
 from sluice._app import App, error_response
 from sluice._errors import error_info
 from sluice._steps import check_call
 from sluice.protocol import MAX_FRAME_BYTES, ProtocolError, decode_request, frame, read_frame
 
+TYPE_CHECKING = False  # not typing's: the guest must not pay for importing typing (see protocol.py)
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import IO, Any
+
+    _Loaded = tuple[App | None, dict[str, str] | None]
 
 USAGE = "usage: python -m sluice.shim [--app-dir DIR] [--entry MODULE:ATTR] [--serve | --socket PATH]"
 EXIT_OK, EXIT_CRASH, EXIT_BAD_INPUT = 0, 1, 2
@@ -112,9 +115,6 @@ def _claim_stdio() -> tuple[IO[bytes], IO[bytes]]:
     sys.stdout = sys.stderr
     sys.stdin = io.StringIO("")
     return proto_in, proto_out
-
-
-_Loaded = tuple[App | None, dict[str, str] | None]
 
 
 def _load(opts: _Options) -> _Loaded:
