@@ -39,10 +39,10 @@ def report():
         "root_writable": root_writable,
         "tmp_writable": tmp_writable,
         "tmp_opts": tmp_opts,
-        "cap_eff": status["CapEff"].strip(),
-        "cap_bnd": status["CapBnd"].strip(),
-        "no_new_privs": status["NoNewPrivs"].strip(),
-        "seccomp": status["Seccomp"].strip(),
+        "cap_eff": status.get("CapEff", "?").strip(),
+        "cap_bnd": status.get("CapBnd", "?").strip(),
+        "no_new_privs": status.get("NoNewPrivs", "?").strip(),
+        "seccomp": status.get("Seccomp", "?").strip(),
         "env": dict(os.environ),
     }
 
