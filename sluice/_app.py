@@ -180,7 +180,7 @@ def encode_op(op: dict[str, Any]) -> bytes:
     """``{"v": 1, "ops": [op]}`` as msgpack; a result msgpack cannot encode becomes an error op."""
     try:
         return pack({"v": VERSION, "ops": [op]})
-    except (TypeError, ValueError, OverflowError) as exc:
+    except (TypeError, ValueError, OverflowError, RecursionError) as exc:  # RecursionError: a cycle
         who = f"step {op['name']!r}" if op["op"] == "step" else "the function"
         bad = _find_unencodable(op.get("data"), "result", 0) or str(exc)
         return error_response("UnencodableOutput", f"{who} returned a value msgpack cannot encode: {bad}; "

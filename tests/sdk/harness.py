@@ -40,11 +40,16 @@ def write_app(directory: Path, source: str, name: str = "app.py") -> Path:
     return directory
 
 
-def run_shim(app_dir: Path, request: dict[str, Any] | bytes, *args: str, timeout: float = 30) -> Result:
+#: What the WASM sandbox runs: msgpack's pure-Python fallback instead of its C extension.
+PURE_MSGPACK = {**ENV, "MSGPACK_PUREPYTHON": "1"}
+
+
+def run_shim(app_dir: Path, request: dict[str, Any] | bytes, *args: str, timeout: float = 30,
+             env: dict[str, str] | None = None) -> Result:
     """One-shot: the request on stdin, the response from stdout."""
     data = request if isinstance(request, bytes) else pack(request)
     proc = subprocess.run([PYTHON, "-m", "sluice.shim", "--app-dir", str(app_dir), *args], input=data,
-                          capture_output=True, timeout=timeout, env=ENV, cwd=REPO, check=False)
+                          capture_output=True, timeout=timeout, env=env or ENV, cwd=REPO, check=False)
     return Result(proc.returncode, proc.stdout, proc.stderr.decode("utf-8", "replace"))
 
 
@@ -64,14 +69,15 @@ class Run:
     stderr: list[str] = field(default_factory=list)
 
 
-def drive(app_dir: Path, function: str, event: dict[str, Any], retries: int = 3, max_calls: int = 20) -> Run:
+def drive(app_dir: Path, function: str, event: dict[str, Any], retries: int = 3, max_calls: int = 20,
+          env: dict[str, str] | None = None) -> Run:
     """Call the function again and again, like the host: memoize each step's output,
     retry a retriable step error up to ``retries`` times, memoize a final step error.
     Returns at the first ``done`` or ``error`` op."""
     run = Run(final={})
     attempt = 0
     for _ in range(max_calls):
-        result = run_shim(app_dir, call(function, event, run.steps, attempt))
+        result = run_shim(app_dir, call(function, event, run.steps, attempt), env=env)
         assert result.code == 0, result.stderr
         op = result.op
         run.ops.append(op)
@@ -117,4 +123,5 @@ class Server:
         return code, err
 
 
-__all__ = ["REPO", "Result", "Run", "Server", "call", "drive", "run_shim", "step_id", "write_app"]
+__all__ = ["ENV", "PURE_MSGPACK", "PYTHON", "REPO", "Result", "Run", "Server", "call", "drive", "run_shim",
+           "step_id", "write_app"]

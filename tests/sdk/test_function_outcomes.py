@@ -6,7 +6,7 @@ import pytest
 
 from sluice.protocol import decode_response
 
-from .harness import call, run_shim, step_id, write_app
+from .harness import ENV, PURE_MSGPACK, call, run_shim, step_id, write_app
 
 APP = """
     import sluice
@@ -45,6 +45,12 @@ APP = """
     @app.function(id="huge-int")
     def huge_int(ctx):
         return 2 ** 70
+
+    @app.function(id="cycle")
+    def cycle(ctx):
+        loop = []
+        loop.append(loop)
+        return loop
 """
 
 
@@ -87,7 +93,7 @@ def test_an_unknown_function_is_a_non_retriable_error_listing_the_known_ones(tmp
     assert op == {"op": "error", "retriable": False, "retry_after_ms": None, "error": {
         "name": "UnknownFunction",
         "message": "app 'shop' has no function 'nope' (known: 'fails', 'context', 'unencodable-return', "
-                   "'unencodable-step', 'huge-int')"}}
+                   "'unencodable-step', 'huge-int', 'cycle')"}}
 
 
 @pytest.mark.parametrize(("function", "message"), [
@@ -96,10 +102,12 @@ def test_an_unknown_function_is_a_non_retriable_error_listing_the_known_ones(tmp
     ("unencodable-step", "step 'load' returned a value msgpack cannot encode: type 'object' at result"),
     ("huge-int", "the function returned a value msgpack cannot encode: "
                  "an int too large for 64 bits at result"),
+    ("cycle", "the function returned a value msgpack cannot encode: nesting deeper than 256 levels"),
 ])
+@pytest.mark.parametrize("env", [ENV, PURE_MSGPACK], ids=["c-msgpack", "pure-python-msgpack"])
 def test_a_result_msgpack_cannot_encode_is_a_non_retriable_error_naming_it(
-        tmp_path: Path, function: str, message: str) -> None:
-    op = run_shim(write_app(tmp_path, APP), call(function)).op
+        tmp_path: Path, function: str, message: str, env: dict[str, str]) -> None:
+    op = run_shim(write_app(tmp_path, APP), call(function), env=env).op
     assert (op["op"], op["retriable"], op["error"]["name"]) == ("error", False, "UnencodableOutput")
     assert op["error"]["message"].startswith(message)
 

@@ -3,7 +3,9 @@
 import hashlib
 from pathlib import Path
 
-from .harness import call, drive, run_shim, step_id, write_app
+import pytest
+
+from .harness import ENV, PURE_MSGPACK, call, drive, run_shim, step_id, write_app
 
 CHECKOUT = """
     import sluice
@@ -29,9 +31,11 @@ CHECKOUT = """
 """
 
 
-def test_a_three_step_function_runs_one_new_step_per_call_until_done(tmp_path: Path) -> None:
-    run = drive(write_app(tmp_path, CHECKOUT), "checkout", {"name": "shop/order.created",
-                                                            "data": {"id": 7, "total": 150}})
+@pytest.mark.parametrize("env", [ENV, PURE_MSGPACK], ids=["c-msgpack", "pure-python-msgpack"])
+def test_a_three_step_function_runs_one_new_step_per_call_until_done(
+        tmp_path: Path, env: dict[str, str]) -> None:
+    event = {"name": "shop/order.created", "data": {"id": 7, "total": 150}}
+    run = drive(write_app(tmp_path, CHECKOUT), "checkout", event, env=env)
     assert [op["op"] for op in run.ops] == ["step", "step", "step", "done"]
     assert [op["name"] for op in run.ops[:3]] == ["validate", "reserve", "charge"]
     assert [op["id"] for op in run.ops[:3]] == [step_id("validate"), step_id("reserve"), step_id("charge")]
