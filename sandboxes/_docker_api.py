@@ -19,7 +19,7 @@ import asyncio
 import json
 import os
 import struct
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -79,7 +79,7 @@ class Attachment:
         except (ConnectionError, OSError):
             pass
 
-    async def frames(self) -> AsyncIterator[tuple[int, bytes]]:
+    async def frames(self) -> AsyncGenerator[tuple[int, bytes], None]:
         """Yield ``(stream, chunk)`` until the daemon closes the stream (1 = stdout, 2 = stderr)."""
         while True:
             try:

@@ -164,8 +164,9 @@ class OneShotRunner:
             try:
                 # One deadline for output and exit: a guest that closes its stdout
                 # and keeps running is still stopped on time.
-                async with asyncio.timeout(limits.timeout_s):
-                    async for stream, chunk in attachment.frames():
+                frames = contextlib.aclosing(attachment.frames())
+                async with asyncio.timeout(limits.timeout_s), frames as chunks:
+                    async for stream, chunk in chunks:
                         if not out.add(stream, chunk):
                             break
                     if not out.exceeded:
