@@ -6,6 +6,7 @@ container is gone afterwards (the ``docker_sandbox`` fixture checks).
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -70,6 +71,22 @@ async def test_a_memory_bomb_is_reported_as_out_of_memory(
     result = await docker_sandbox.run(Target("image", probe_image), b"oom", limits)
     assert not result.ok and not result.timed_out
     assert result.error == "out of memory (limit 48 MiB)", (result.error, result.stderr[-500:])
+
+
+async def test_a_fork_bomb_stops_at_the_pids_limit(docker_sandbox: DockerSandbox, probe_image: str) -> None:
+    limits = Limits(timeout_s=30, pids=16)
+    result = await docker_sandbox.run(Target("image", probe_image), b"forkbomb", limits)
+    assert result.ok, (result.error, result.stderr[-500:])
+    seen = json.loads(result.stdout)
+    assert seen["children"] < 16 and seen["error"] == "Resource temporarily unavailable"
+
+
+async def test_filling_tmp_stops_at_the_tmpfs_size(docker_sandbox: DockerSandbox, probe_image: str) -> None:
+    limits = Limits(timeout_s=30, tmpfs_mb=2)
+    result = await docker_sandbox.run(Target("image", probe_image), b"diskfill", limits)
+    assert result.ok, (result.error, result.stderr[-500:])
+    seen = json.loads(result.stdout)
+    assert seen["written"] <= 2 * MiB and seen["error"] == "No space left on device"
 
 
 async def test_a_large_request_reaches_the_guest_whole(

@@ -2,7 +2,7 @@
 
 Runs inside the container as the image's entrypoint (the sandbox does not care what the
 bytes mean). Commands: echo, report, sleep, exit3, flood, flood-stderr, oom,
-close-and-hang.
+forkbomb, diskfill, close-and-hang.
 """
 
 import json
@@ -72,6 +72,27 @@ def main():
         hoard = []
         while True:
             hoard.append(bytearray(16 * 1024 * 1024))
+    elif cmd == b"forkbomb":
+        children = 0
+        try:
+            for _ in range(10_000):
+                if os.fork() == 0:
+                    time.sleep(600)
+                    os._exit(0)
+                children += 1
+        except OSError as exc:
+            sys.stdout.write(json.dumps({"children": children, "error": exc.strerror}))
+    elif cmd == b"diskfill":
+        written = 0
+        block = b"d" * 65536
+        try:
+            with open("/tmp/fill", "wb") as f:
+                for _ in range(100_000):
+                    f.write(block)
+                    f.flush()
+                    written += len(block)
+        except OSError as exc:
+            sys.stdout.write(json.dumps({"written": written, "error": exc.strerror}))
     elif cmd == b"close-and-hang":
         sys.stdout.buffer.write(b"partial")
         sys.stdout.flush()
