@@ -36,7 +36,7 @@ lint: install
 	$(BIN)/mypy
 
 docker:
-	bash scripts/docker-engine.sh
+	bash scripts/docker-engine.sh --gvisor
 
 images-docker: install docker
 	bash scripts/build-images.sh
