@@ -106,15 +106,24 @@ def _claim_stdio() -> tuple[IO[bytes], IO[bytes]]:
     proto_in: IO[bytes] = sys.stdin.buffer
     proto_out: IO[bytes] = sys.stdout.buffer
     sys.stdout.flush()
-    try:
+    if hasattr(os, "dup2"):  # CPython on WASI has dup but not dup2
         fd = os.dup(1)
-        os.dup2(2, 1)
-        proto_out = open(fd, "wb")  # noqa: SIM115 - lives as long as the process
-    except (AttributeError, OSError):
-        pass
+        try:
+            os.dup2(2, 1)
+            proto_out = open(fd, "wb")  # noqa: SIM115 - lives as long as the process
+        except OSError:
+            os.close(fd)
+    # Keep the original wrappers alive: collecting one would close the stream under us.
+    _originals.extend((sys.stdin, sys.stdout, sys.__stdin__, sys.__stdout__))
     sys.stdout = sys.stderr
     sys.stdin = io.StringIO("")
+    # The __std*__ originals too: where fd 1 could not be moved (WASI), they would still write it.
+    setattr(sys, "__stdout__", sys.stderr)  # noqa: B010 - typeshed declares them Final
+    setattr(sys, "__stdin__", sys.stdin)  # noqa: B010
     return proto_in, proto_out
+
+
+_originals: list[object] = []
 
 
 def _load(opts: _Options) -> _Loaded:

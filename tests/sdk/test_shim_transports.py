@@ -148,3 +148,16 @@ def test_socket_mode_serves_one_connection_after_another(tmp_path: Path) -> None
         proc.stderr.close()
     assert out == b""  # prints went to stderr, never to stdout
     assert os.path.exists(path)
+
+
+def test_without_dup2_as_on_wasi_prints_still_go_to_stderr(tmp_path: Path) -> None:
+    # CPython on WASI has no os.dup2, so fd 1 cannot be moved; everything but raw fd writes is still caught.
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text("import os\ndel os.dup2\n")
+    app_dir = write_app(tmp_path / "app", NOISY.replace('os.write(1, b"raw fd 1 write\\n")', "pass"))
+    env = {**ENV, "PYTHONPATH": f"{site}{os.pathsep}{REPO}"}
+    result = run_shim(app_dir, call("f"), env=env)
+    assert result.code == 0, result.stderr
+    assert unpack(result.stdout)["ops"][0]["data"] == "value"
+    assert "sys.__stdout__ write" in result.stderr and "print in a step" in result.stderr
