@@ -100,19 +100,23 @@ def _claim_stdio() -> tuple[IO[bytes], IO[bytes]]:
     """Keep the real stdin/stdout for protocol bytes; give user code stderr and an empty stdin.
 
     Where the OS allows it, fd 1 itself is pointed at stderr, so even writes that bypass
-    ``sys.stdout`` cannot corrupt the response. CPython on WASI has no ``dup``; there only
-    ``sys.stdout`` is redirected.
+    ``sys.stdout`` cannot corrupt the response. CPython on WASI has no ``dup2``; there
+    ``sys.stdout`` and ``sys.__stdout__`` are redirected, but a raw ``os.write(1, ...)`` is not.
     """
     proto_in: IO[bytes] = sys.stdin.buffer
     proto_out: IO[bytes] = sys.stdout.buffer
     sys.stdout.flush()
     if hasattr(os, "dup2"):  # CPython on WASI has dup but not dup2
-        fd = os.dup(1)
         try:
-            os.dup2(2, 1)
-            proto_out = open(fd, "wb")  # noqa: SIM115 - lives as long as the process
+            fd = os.dup(1)
         except OSError:
-            os.close(fd)
+            fd = -1
+        if fd >= 0:
+            try:
+                os.dup2(2, 1)
+                proto_out = open(fd, "wb")  # noqa: SIM115 - lives as long as the process
+            except OSError:
+                os.close(fd)
     # Keep the original wrappers alive: collecting one would close the stream under us.
     _originals.extend((sys.stdin, sys.stdout, sys.__stdin__, sys.__stdout__))
     sys.stdout = sys.stderr
