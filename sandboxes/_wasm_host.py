@@ -1,0 +1,236 @@
+"""Host-side replacements for the WASI calls the sandbox must control itself.
+
+wasmtime's own WASI implementation handles everything else (stdin from bytes, args,
+env, read-only preopens, random). Three preview1 imports are shadowed in the linker:
+
+* ``fd_write`` — stdout and stderr go to in-memory buffers capped per call; past a cap
+  writes fail and the guest is stopped at the next tick. wasmtime-py's own ``stdout_custom`` callbacks run on
+  wasmtime's tokio threads and can abort the process at interpreter exit; these run
+  on the calling thread instead.
+* ``poll_oneoff`` — the only preview1 call that blocks (``sleep``). A guest blocked in
+  the host never reaches an epoch check, so sleeps are cut at the call's deadline.
+
+Stopping a guest: every store gets an epoch deadline of one tick and
+:func:`on_epoch_deadline` as its deadline callback, so at every tick the engine
+interrupts the guest (even in a loop that never calls the host) and asks whether to go
+on. It traps the guest once its time is up, an output cap was passed, or the sandbox is
+closing. (Lowering a store's deadline from a host call does not work: compiled code
+keeps the deadline it loaded on function entry until the current one passes.)
+* ``clock_time_get`` — so ``poll_oneoff`` and the guest agree on what "now" is for
+  absolute (``TIMER_ABSTIME``) sleeps.
+
+Per-call state lives in a thread-local :class:`CallState`: each call runs on its own
+worker thread, and host functions run synchronously on that thread. These functions
+never raise: wasmtime-py keeps the last host exception in a process-wide global, which
+concurrent calls would mix up; every failure becomes a WASI errno instead.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import struct
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import wasmtime
+from wasmtime import _bindings
+from wasmtime import _ffi as ffi
+
+WASI = "wasi_snapshot_preview1"
+
+# WASI preview1 errno values.
+_OK, _EBADF, _EFAULT, _EINVAL, _EIO = 0, 8, 21, 28, 29
+
+# WASI preview1 layouts (little-endian): subscription is 48 bytes, event 32 bytes.
+_SUB = struct.Struct("<QB7xIxxxxQQH6x")  # userdata, tag, clock id, timeout, precision, flags
+_EVENT = struct.Struct("<QHBxxxxxQH6x")  # userdata, error, type, nbytes, flags
+_TAG_CLOCK = 0
+_ABSTIME = 1
+_U32 = struct.Struct("<I")
+_IOVEC = struct.Struct("<II")
+
+
+@dataclass
+class CallState:
+    """What one guest run has written and may still write (bytes), and its deadline."""
+
+    max_stdout_bytes: int
+    max_stderr_bytes: int
+    deadline: float  # time.monotonic() seconds when the run's time is up
+    closing: threading.Event  # set when the sandbox closes: guests stop, sleeps end
+    stdout: bytearray = field(default_factory=bytearray)
+    stderr: bytearray = field(default_factory=bytearray)
+    overflow: str | None = None  # "stdout" or "stderr" once a cap was passed
+    stopped: str | None = None  # why the guest was stopped: "timeout", "overflow", "closed"
+
+    def stop_reason(self) -> str | None:
+        """Why the guest must stop now, if it must."""
+        if self.overflow is not None:
+            return "overflow"
+        if self.closing.is_set():
+            return "closed"
+        if time.monotonic() >= self.deadline:
+            return "timeout"
+        return None
+
+
+_local = threading.local()
+
+
+def begin_call(state: CallState) -> None:
+    """Make ``state`` the current thread's call state."""
+    _local.state = state
+
+
+def end_call() -> None:
+    _local.state = None
+
+
+def _state() -> CallState | None:
+    return getattr(_local, "state", None)
+
+
+_deadline_fn = _bindings._wasmtime_store_epoch_deadline_callback.argtypes  # the C callback types
+_CONTINUE = 0  # WASMTIME_UPDATE_DEADLINE_CONTINUE
+
+
+@_deadline_fn[1]  # type: ignore[untyped-decorator,misc]
+def on_epoch_deadline(_ctx: Any, _data: Any, delta: Any, kind: Any) -> int:
+    """Called by wasmtime on the guest's thread at every tick: trap (an error) or go on."""
+    try:
+        state = _state()
+        reason = "closed" if state is None else state.stop_reason()
+        if reason is None:
+            delta[0] = 1
+            kind[0] = _CONTINUE
+            return 0
+        if state is not None:
+            state.stopped = reason
+        err = ffi.wasmtime_error_new(f"sluice: guest stopped ({reason})".encode())
+        return ctypes.cast(err, ctypes.c_void_p).value or 0
+    except Exception:  # never raise into wasmtime: keep going, the next tick asks again
+        delta[0] = 1
+        kind[0] = _CONTINUE
+        return 0
+
+
+@_deadline_fn[3]  # type: ignore[untyped-decorator,misc]
+def _no_finalizer(_data: Any) -> None:
+    return None
+
+
+def watch_store(store: wasmtime.Store) -> None:
+    """Interrupt ``store``'s guest every tick and let :func:`on_epoch_deadline` decide."""
+    ffi.wasmtime_store_epoch_deadline_callback(store.ptr(), on_epoch_deadline, None, _no_finalizer)
+    store.set_epoch_deadline(1)
+
+
+def _fd_write(caller: wasmtime.Caller, fd: int, iovs: int, iovs_len: int, nwritten: int) -> int:
+    try:
+        state = _state()
+        if state is None or fd not in (1, 2):
+            return _EBADF
+        if state.overflow is not None:
+            return _EIO
+        mem = caller["memory"]
+        if not isinstance(mem, wasmtime.Memory) or iovs_len < 0 or iovs_len > 1024:
+            return _EINVAL
+        raw = mem.read(caller, iovs, iovs + _IOVEC.size * iovs_len)
+        if fd == 1:
+            buf, cap = state.stdout, state.max_stdout_bytes
+        else:
+            buf, cap = state.stderr, state.max_stderr_bytes
+        total = 0
+        for i in range(iovs_len):
+            ptr, length = _IOVEC.unpack_from(raw, _IOVEC.size * i)
+            if not length:
+                continue
+            room = cap - len(buf)
+            if length > room:
+                buf += mem.read(caller, ptr, ptr + max(room, 0))
+                state.overflow = "stdout" if fd == 1 else "stderr"
+                return _EIO
+            buf += mem.read(caller, ptr, ptr + length)
+            total += length
+        mem.write(caller, _U32.pack(total), nwritten)
+        return _OK
+    except (IndexError, ValueError, KeyError):
+        return _EFAULT
+    except Exception:  # never let an exception cross into wasmtime-py (see module doc)
+        return _EIO
+
+
+def _now_ns(clock_id: int) -> int | None:
+    if clock_id == 0:
+        return time.time_ns()
+    if clock_id == 1:
+        return time.monotonic_ns()
+    if clock_id in (2, 3):  # process / thread CPU time: this worker thread runs the guest
+        return time.thread_time_ns()
+    return None
+
+
+def _clock_time_get(caller: wasmtime.Caller, clock_id: int, precision: int, out: int) -> int:
+    try:
+        now = _now_ns(clock_id)
+        if now is None:
+            return _EINVAL
+        mem = caller["memory"]
+        assert isinstance(mem, wasmtime.Memory)
+        mem.write(caller, struct.pack("<Q", now), out)
+        return _OK
+    except (IndexError, ValueError, KeyError, AssertionError):
+        return _EFAULT
+    except Exception:
+        return _EIO
+
+
+def _poll_oneoff(caller: wasmtime.Caller, subs: int, events: int, nsubs: int, nevents: int) -> int:
+    try:
+        state = _state()
+        mem = caller["memory"]
+        if state is None or not isinstance(mem, wasmtime.Memory) or not 0 < nsubs <= 64:
+            return _EINVAL
+        raw = mem.read(caller, subs, subs + _SUB.size * nsubs)
+        clocks: list[tuple[int, float]] = []  # (userdata, seconds to wait)
+        ready: list[bytes] = []
+        for i in range(nsubs):
+            userdata, tag, clock_id, timeout, _prec, flags = _SUB.unpack_from(raw, _SUB.size * i)
+            if tag == _TAG_CLOCK:
+                now = _now_ns(clock_id)
+                wait_ns = timeout - now if (flags & _ABSTIME and now is not None) else timeout
+                clocks.append((userdata, max(wait_ns, 0) / 1e9))
+            else:  # stdin is in memory and stdout is ours: fd subscriptions are always ready
+                ready.append(_EVENT.pack(userdata, _OK, tag, 0, 0))
+        if not ready and clocks:
+            userdata, wait_s = min(clocks, key=lambda c: c[1])
+            remaining = state.deadline - time.monotonic()
+            if wait_s > 0:
+                # Wake early if the sandbox closes; never sleep past the deadline.
+                state.closing.wait(min(wait_s, max(remaining, 0.0)))
+            if state.stopped is None:
+                state.stopped = state.stop_reason()  # a guest may end before the next tick
+            ready.append(_EVENT.pack(userdata, _OK, _TAG_CLOCK, 0, 0))
+        mem.write(caller, b"".join(ready), events)
+        mem.write(caller, _U32.pack(len(ready)), nevents)
+        return _OK
+    except (IndexError, ValueError, KeyError, struct.error):
+        return _EFAULT
+    except Exception:
+        return _EIO
+
+
+def define_overrides(linker: wasmtime.Linker) -> None:
+    """Shadow ``fd_write``, ``poll_oneoff`` and ``clock_time_get`` in a linker that has WASI."""
+    i32, i64 = wasmtime.ValType.i32(), wasmtime.ValType.i64()
+    linker.allow_shadowing = True
+    funcs: list[tuple[str, list[Any], Any]] = [
+        ("fd_write", [i32, i32, i32, i32], _fd_write),
+        ("poll_oneoff", [i32, i32, i32, i32], _poll_oneoff),
+        ("clock_time_get", [i32, i64, i32], _clock_time_get),
+    ]
+    for name, params, func in funcs:
+        linker.define_func(WASI, name, wasmtime.FuncType(params, [i32]), func, access_caller=True)
+    linker.allow_shadowing = False

@@ -1,0 +1,174 @@
+"""The WASM sandbox: each request runs in a fresh wasmtime instance.
+
+Targets:
+
+* ``module`` — ``ref`` is a WASI command module (``.wasm`` or ``.wat``) that speaks the
+  guest protocol itself, in any language; it gets no preopened directory at all.
+* ``python`` — ``ref`` is an app directory; it runs under CPython 3.11 for WASI with
+  the SDK's shim (``python -m sluice.shim --app-dir /app``), seeing only read-only
+  ``/usr`` (stdlib), ``/opt/sluice`` (SDK + msgpack) and ``/app``.
+
+Per call: stdin is the request bytes, stdout and stderr are captured in memory and
+capped, the environment is ``Target.env`` (plus the interpreter's own variables for
+Python), memory is capped by ``limits.memory_mb``, CPU time by an epoch deadline of
+``limits.timeout_s`` enforced inside the engine, and, if ``fuel`` is given, by
+instruction fuel. ``limits.cpus``, ``pids`` and ``tmpfs_mb`` do not apply: a guest is
+one thread with no processes and no writable filesystem.
+
+Compiled modules are cached in memory and on disk under ``cache_dir`` (default
+``$SLUICE_CACHE_DIR`` or ``~/.cache/sluice``), keyed by the module's sha256, the
+wasmtime version and the engine flags.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+
+import wasmtime
+
+from sandboxes import _wasm_python
+from sandboxes._wasm_engine import GuestSpec, WasmEngine
+from sandboxes._wasm_run import run_guest
+from sandboxes.base import Limits, Result, SandboxError, Target
+
+T = TypeVar("T")
+
+
+def default_cache_dir() -> Path:
+    """``$SLUICE_CACHE_DIR``, else ``~/.cache/sluice``."""
+    env = os.environ.get("SLUICE_CACHE_DIR")
+    return Path(env) if env else Path.home() / ".cache" / "sluice"
+
+
+class WasmSandbox:
+    """Runs ``module`` and ``python`` targets under wasmtime. See the module docstring.
+
+    ``cache_dir``: where compiled modules and the Python bundle are kept (created 0700).
+    ``fuel``: optional instruction budget per call (``None``: only the time limit).
+    """
+
+    name = "wasm"
+
+    def __init__(self, *, cache_dir: str | Path | None = None, fuel: int | None = None) -> None:
+        if fuel is not None and fuel <= 0:
+            raise SandboxError(f"fuel must be a positive number of units, got {fuel}")
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        self._engine: WasmEngine | None = None
+        self._fuel = fuel
+        self._lock = threading.Lock()
+        # (kind, resolved ref, mtime_ns, size, env) -> prepared module and guest spec
+        self._ready: dict[tuple[object, ...], tuple[wasmtime.InstancePre, GuestSpec]] = {}
+        self._bundle: Path | None = None
+        # Each call blocks one thread while wasm runs (the GIL is released meanwhile).
+        workers = max(2, os.cpu_count() or 2)
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sluice-wasm")
+        self._closed = False
+
+    # --- Sandbox protocol ----------------------------------------------------------
+
+    async def prepare(self, target: Target) -> None:
+        """Compile (or load from cache) what ``target`` needs. Raises :class:`SandboxError`."""
+        await self._in_pool(self._prepared, target)
+
+    async def run(self, target: Target, request: bytes, limits: Limits) -> Result:
+        """Run ``request`` in a fresh instance; guest failures come back in ``Result.error``."""
+        _check_limits(limits)
+        pre, spec = await self._in_pool(self._prepared, target)
+        engine = self._engine_or_raise()
+        outcome = await self._in_pool(run_guest, engine, pre, spec, request, limits)
+        return Result(
+            ok=outcome.error is None,
+            stdout=outcome.stdout,
+            stderr=outcome.stderr,
+            exit_code=outcome.exit_code,
+            error=outcome.error,
+            duration_ms=outcome.duration_ms,
+            timed_out=outcome.timed_out,
+        )
+
+    async def close(self) -> None:
+        """Stop sleeping guests, wait for running calls to end, drop the caches. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._engine is not None:
+            self._engine.closing.set()  # sleeping guests wake and stop
+        await asyncio.to_thread(self._pool.shutdown, wait=True)
+        if self._engine is not None:
+            self._engine.close()
+        self._ready.clear()
+
+    async def __aenter__(self) -> WasmSandbox:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # --- internals -------------------------------------------------------------------
+
+    async def _in_pool(self, fn: Callable[..., T], *args: object) -> T:
+        if self._closed:
+            raise SandboxError("the wasm sandbox is closed")
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    def _engine_or_raise(self) -> WasmEngine:
+        with self._lock:
+            if self._engine is None:
+                try:
+                    self.cache_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+                except OSError as exc:
+                    raise SandboxError(f"cannot use cache dir {self.cache_dir}: {exc.strerror}") from None
+                self._engine = WasmEngine(self.cache_dir, self._fuel)
+            return self._engine
+
+    def _prepared(self, target: Target) -> tuple[wasmtime.InstancePre, GuestSpec]:
+        """The module and guest spec for ``target`` (blocking; runs in the pool)."""
+        if target.kind == "image":
+            raise SandboxError("the wasm sandbox runs modules and python apps, not container images")
+        if target.kind == "module":
+            path = _module_path(target.ref)
+        elif target.kind == "python":
+            path = _wasm_python.check_app_dir(target.ref)
+        else:
+            raise SandboxError(f"unknown target kind {target.kind!r}: use 'module' or 'python'")
+        st = path.stat()
+        key = (target.kind, str(path), st.st_mtime_ns, st.st_size, tuple(sorted(target.env.items())))
+        ready = self._ready.get(key)
+        if ready is not None:
+            return ready
+        engine = self._engine_or_raise()
+        if target.kind == "module":
+            pre = engine.load(path.read_bytes(), name=str(path))
+            spec = GuestSpec(argv=(path.name,), env=tuple(target.env.items()))
+        else:
+            pre = engine.load(_wasm_python.interpreter_bytes(), "CPython for WASI",
+                              digest=_wasm_python.PINNED[_wasm_python.INTERPRETER])
+            if self._bundle is None:
+                self._bundle = _wasm_python.bundle(self.cache_dir)
+            spec = _wasm_python.guest(self._bundle, path, target.env)
+        self._ready[key] = (pre, spec)
+        return pre, spec
+
+
+def _module_path(ref: str) -> Path:
+    path = Path(ref).resolve()
+    if not path.is_file():
+        raise SandboxError(f"wasm module {ref!r} does not exist")
+    if path.suffix not in (".wasm", ".wat"):
+        raise SandboxError(f"wasm module {ref!r} must be a .wasm or .wat file")
+    return path
+
+
+def _check_limits(limits: Limits) -> None:
+    if limits.memory_mb <= 0:
+        raise SandboxError(f"memory_mb must be positive, got {limits.memory_mb}")
+    if limits.timeout_s <= 0:
+        raise SandboxError(f"timeout_s must be positive, got {limits.timeout_s}")
+    if limits.max_stdout_bytes < 0 or limits.max_stderr_bytes < 0:
+        raise SandboxError("max_stdout_bytes and max_stderr_bytes must not be negative")
