@@ -104,8 +104,8 @@ def call(fn: Callable[[Context], Any], function_id: str, request: dict[str, Any]
         AttrDict(e) if isinstance(e, dict) else e for e in raw_events]
     run = _field(request, "run", dict, {})
     step = Step(_field(request, "steps", dict, {}))
-    ctx = Context(event=event, events=events, run_id=str(run.get("id") or ""),
-                  attempt=int(run.get("attempt") or 0), function_id=function_id, step=step)
+    ctx = Context(event=event, events=events, run_id=run.get("id") or "", attempt=run.get("attempt") or 0,
+                  function_id=function_id, step=step)
     try:
         value = fn(ctx)
     except StepInterrupt:
@@ -128,10 +128,20 @@ _CALL_FIELDS: dict[str, type] = {"event": dict, "events": list, "steps": dict, "
 
 
 def check_call(request: dict[str, Any]) -> None:
-    """Raise ``ProtocolError`` naming the first of a call's event, events, steps or run
-    with the wrong type (the shim checks this before it runs any user code)."""
+    """Raise ``ProtocolError`` naming the first malformed part of a call: event, events,
+    steps (and each memoized entry), run (id, attempt). The shim checks this before it
+    runs any user code, so ``call`` can trust the shapes."""
     for key, typ in _CALL_FIELDS.items():
         _field(request, key, typ, None)
+    for sid, memo in (request.get("steps") or {}).items():
+        if not isinstance(memo, dict):
+            raise ProtocolError(f"memoized step {sid!r} must be a map, got {type(memo).__name__}")
+    run = request.get("run") or {}
+    attempt = run.get("attempt", 0)
+    if isinstance(attempt, bool) or not isinstance(attempt, int) or attempt < 0:
+        raise ProtocolError(f"run.attempt must be a non-negative integer, got {attempt!r}")
+    if not isinstance(run.get("id", ""), str):
+        raise ProtocolError(f"run.id must be a string, got {type(run['id']).__name__}")
 
 
 def _field(request: dict[str, Any], key: str, typ: type, default: Any) -> Any:

@@ -191,6 +191,14 @@ def _find_app(module: Any, where: str) -> App:
     raise LoadError(f"{where} defines {len(apps)} sluice.App instances ({names}); pass --entry module:NAME")
 
 
+def _decode(data: bytes) -> dict[str, Any]:
+    """A checked request; raises ``ProtocolError`` naming what is wrong."""
+    request: dict[str, Any] = decode_request(data)  # type: ignore[assignment]
+    if request["kind"] == "call":
+        check_call(request)
+    return request
+
+
 def _respond(loaded: _Loaded, request: dict[str, Any]) -> bytes:
     """The response bytes for one decoded request; raises ``ProtocolError`` for a malformed one."""
     app, load_error = loaded
@@ -210,9 +218,7 @@ def _one_shot(opts: _Options, proto_in: IO[bytes], proto_out: IO[bytes]) -> int:
         _say(f"bad request: over {MAX_FRAME_BYTES} bytes")
         return EXIT_BAD_INPUT
     try:
-        request: dict[str, Any] = decode_request(data)  # type: ignore[assignment]
-        if request["kind"] == "call":
-            check_call(request)  # refuse a malformed request before running any user code
+        request = _decode(data)  # garbage is refused before any user code runs
         body = _respond(_load(opts), request)
     except ProtocolError as exc:
         _say(f"bad request: {exc}")
@@ -229,7 +235,7 @@ def _serve(read: IO[bytes], write: Callable[[bytes], Any], flush: Callable[[], A
             data = read_frame(read)
             if data is None:
                 return True
-            body = _respond(loaded, decode_request(data))  # type: ignore[arg-type]
+            body = _respond(loaded, _decode(data))
         except ProtocolError as exc:
             _say(f"bad request: {exc}; closing")
             return False

@@ -49,6 +49,9 @@ def test_user_prints_go_to_stderr_and_never_corrupt_the_response(tmp_path: Path)
     (pack({"v": 1, "kind": "call"}), "a call request needs 'function'"),
     (pack({"v": 1, "kind": "call", "function": "f", "steps": [1]}), "field 'steps' must be a dict"),
     (pack({"v": 1, "kind": "call", "function": "f", "event": "x"}), "field 'event' must be a dict"),
+    (pack({"v": 1, "kind": "call", "function": "f", "steps": {"ab": 1}}), "memoized step 'ab' must be a map"),
+    (pack({"v": 1, "kind": "call", "function": "f", "run": {"attempt": "2"}}), "run.attempt must be"),
+    (pack({"v": 1, "kind": "call", "function": "f", "run": {"id": 5}}), "run.id must be a string"),
 ])
 def test_a_request_that_is_not_protocol_v1_exits_2_with_one_line_on_stderr(
         tmp_path: Path, data: bytes, reason: str) -> None:
@@ -91,15 +94,20 @@ def test_serve_mode_answers_framed_requests_one_at_a_time_until_eof(tmp_path: Pa
     assert err.count("print during the call") == 2
 
 
-def test_serve_mode_closes_on_a_bad_frame_after_answering_the_good_ones(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("bad", "reason"), [
+    (b"\xc1not msgpack", "not msgpack"),
+    (pack(call("f", steps={"x": "not a map"})), "memoized step 'x' must be a map, got str"),
+])
+def test_serve_mode_closes_on_a_bad_frame_after_answering_the_good_ones(
+        tmp_path: Path, bad: bytes, reason: str) -> None:
     server = Server(write_app(tmp_path, NOISY))
     try:
         assert server.request({"v": 1, "kind": "introspect"})["app"] == "noisy"
-        assert server.request(b"\xc1not msgpack") is None  # the shim closed stdout instead of answering
+        assert server.request(bad) is None  # the shim closed stdout instead of answering
     finally:
         code, err = server.close()
     assert code == 2
-    assert "sluice shim: bad request: not msgpack" in err
+    assert f"sluice shim: bad request: {reason}" in err
 
 
 def test_serve_mode_reports_a_load_failure_on_every_request(tmp_path: Path) -> None:
