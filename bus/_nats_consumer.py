@@ -1,0 +1,215 @@
+"""Durable pull consumers on JetStream, with fetch semantics nats-py's ``fetch`` lacks.
+
+nats-py's ``PullSubscription.fetch(batch, timeout)``, once it long-polls, holds the
+first message until the batch fills or the timeout ends. :meth:`NatsConsumer.fetch`
+returns as soon as it has something: it asks with ``no_wait`` for what is there now;
+if nothing, it long-polls for *one* message, then asks with ``no_wait`` for the rest.
+So no pull request stays open to capture messages nobody is waiting for, except in a
+race at a long poll's expiry; such a late message waits in this consumer's queue for
+the next ``fetch`` (or is nak'ed on ``close``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import nats.errors
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+from bus._names import RESERVED_HEADER_PREFIXES
+from bus._nats_support import REF_HEADER, translate
+from bus.base import BusError, ConsumerSpec, Message
+
+if TYPE_CHECKING:
+    from bus.nats import NatsBus, StreamFacts
+
+log = logging.getLogger("bus.nats")
+
+_NS = 1_000_000_000
+_HEARTBEAT = "100"
+
+
+class NatsConsumer:
+    def __init__(
+        self, bus: NatsBus, nc: Any, facts: StreamFacts, spec: ConsumerSpec, filters: list[str]
+    ) -> None:
+        self._bus = bus
+        self._nc = nc
+        self._facts = facts
+        self._spec = spec
+        self._filters = filters
+        self._queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._sub: Any = None
+        self._next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{spec.stream}.{spec.durable}"
+        self._inbox = ""
+
+    async def open(self) -> None:
+        spec = self._spec
+        config = ConsumerConfig(
+            durable_name=spec.durable,
+            deliver_policy=DeliverPolicy.ALL,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=spec.ack_wait_s,
+            max_deliver=spec.max_deliver,
+            max_ack_pending=spec.max_ack_pending,
+            filter_subject=self._filters[0] if len(self._filters) == 1 else None,
+            filter_subjects=self._filters if len(self._filters) > 1 else None,
+        )
+        with translate(f"create consumer {spec.durable!r} on stream {spec.stream!r}"):
+            await self._bus.jetstream.add_consumer(spec.stream, config)
+            self._inbox = self._nc.new_inbox()
+            self._sub = await self._nc.subscribe(self._inbox, cb=self._on_msg)
+
+    async def _on_msg(self, msg: Any) -> None:
+        self._queue.put_nowait(msg)
+
+    async def fetch(self, batch: int, timeout_s: float) -> list[Message]:
+        if batch < 1:
+            raise BusError(f"fetch batch must be at least 1, got {batch}")
+        if self._sub is None:
+            raise BusError(f"consumer {self._spec.durable!r} is closed")
+        self._bus.check_open()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(timeout_s, 0.0)
+        got = self._drain(batch)
+        if not got:
+            # A no_wait pull is always answered, so it may outlive a tiny timeout by a round trip.
+            got = await self._pull(batch, max(deadline, loop.time() + 1.0), no_wait=True)
+        if not got and deadline - loop.time() > 0.01:
+            got = await self._pull(1, deadline, no_wait=False)
+            if got and batch > 1:
+                got += await self._pull(batch - 1, loop.time() + 1.0, no_wait=True)
+        return await self._wrap(got)
+
+    def _drain(self, batch: int) -> list[Any]:
+        """Messages already here (late answers to an earlier pull); stale statuses dropped."""
+        out: list[Any] = []
+        while len(out) < batch and not self._queue.empty():
+            msg = self._queue.get_nowait()
+            if not _status(msg):
+                out.append(msg)
+        return out
+
+    async def _pull(self, batch: int, deadline: float, *, no_wait: bool) -> list[Any]:
+        loop = asyncio.get_running_loop()
+        request: dict[str, Any] = {"batch": batch}
+        if no_wait:
+            request["no_wait"] = True
+        else:
+            # Expire a little before we stop waiting, so the server's 408 ends the wait.
+            remaining = deadline - loop.time()
+            request["expires"] = int((remaining - min(0.05, remaining / 10)) * _NS)
+        with translate(f"fetch from consumer {self._spec.durable!r}"):
+            await self._nc.publish(self._next_subject, json.dumps(request).encode(), reply=self._inbox)
+        out: list[Any] = []
+        while len(out) < batch:
+            wait = deadline - loop.time()
+            if wait <= 0:
+                break
+            try:
+                msg = await asyncio.wait_for(self._queue.get(), wait)
+            except TimeoutError:
+                break
+            status = _status(msg)
+            if status == _HEARTBEAT:
+                continue
+            if status:  # 404 no messages, 408 expired, 409 limits: this pull is over
+                break
+            out.append(msg)
+        return out
+
+    async def _wrap(self, msgs: list[Any]) -> list[Message]:
+        payloads = await asyncio.gather(*(self._resolve(m) for m in msgs))
+        pairs = zip(msgs, payloads, strict=True)
+        return [NatsMessage(self, m, data) for m, data in pairs if data is not None]
+
+    async def _resolve(self, msg: Any) -> bytes | None:
+        ref = (msg.headers or {}).get(REF_HEADER)
+        if ref is None:
+            return bytes(msg.data)
+        try:
+            return await self._bus.payloads.get(ref)
+        except BusError as err:
+            # Its payload is gone: deliveries can never succeed, so stop them.
+            log.error("terminating message %s: its payload %s cannot be read: %s", msg.subject, ref, err)
+            with contextlib.suppress(nats.errors.Error, TimeoutError):
+                await msg.term()
+            return None
+
+    async def send(self, msg: Any, payload: bytes, what: str) -> None:
+        """A fire-and-forget reply to JetStream about ``msg`` (nak, in progress)."""
+        with translate(f"{what} message on {msg.subject!r}"):
+            await self._nc.publish(msg.reply, payload)
+
+    async def settle(self, msg: Any, how: bytes) -> None:
+        """Send ``+ACK`` or ``+TERM``. A work-queue message with a stored payload is settled
+        with a confirmed request, then its payload deleted (the stream forgets the message)."""
+        ref = (msg.headers or {}).get(REF_HEADER)
+        what = f"{how.decode()} message on {msg.subject!r}"
+        with translate(what):
+            if ref is None or not self._facts.work_queue:
+                await self._nc.publish(msg.reply, how)
+                return
+            await self._nc.request(msg.reply, how, timeout=5.0)
+        await self._bus.payloads.delete(ref)
+
+    async def close(self) -> None:
+        sub, self._sub = self._sub, None
+        if sub is None:
+            return
+        with contextlib.suppress(nats.errors.Error, TimeoutError):
+            await sub.unsubscribe()
+            # Hand back what arrived for nobody, rather than wait out its ack wait.
+            for msg in self._drain(self._queue.qsize()):
+                await msg.nak()
+
+
+def _status(msg: Any) -> str | None:
+    headers = msg.headers
+    return headers.get("Status") if headers else None
+
+
+class NatsMessage:
+    def __init__(self, consumer: NatsConsumer, msg: Any, data: bytes) -> None:
+        self._consumer = consumer
+        self._msg = msg
+        self._data = data
+        self._headers = {
+            k: v for k, v in (msg.headers or {}).items() if not k.lower().startswith(RESERVED_HEADER_PREFIXES)
+        }
+
+    @property
+    def subject(self) -> str:
+        return str(self._msg.subject)
+
+    @property
+    def data(self) -> bytes:
+        return self._data
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        return self._headers
+
+    @property
+    def num_delivered(self) -> int:
+        return int(self._msg.metadata.num_delivered)
+
+    async def ack(self) -> None:
+        await self._consumer.settle(self._msg, b"+ACK")
+
+    async def nak(self, delay_s: float | None = None) -> None:
+        payload = b"-NAK"
+        if delay_s:
+            payload += b" " + json.dumps({"delay": int(delay_s * _NS)}).encode()
+        await self._consumer.send(self._msg, payload, "nak")
+
+    async def in_progress(self) -> None:
+        await self._consumer.send(self._msg, b"+WPI", "mark in progress")
+
+    async def term(self) -> None:
+        await self._consumer.settle(self._msg, b"+TERM")

@@ -1,0 +1,128 @@
+"""JetStream KV buckets behind the :class:`bus.base.KeyValue` contract.
+
+Values over the bus's inline limit are stored by reference (see
+:mod:`bus._nats_support`); ``delete`` removes a referenced payload too. A payload of an
+overwritten large value is not removed (it would need a read before every write).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import nats.js.errors
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+from bus._names import check_key
+from bus._nats_support import KV_REF_MARKER, translate
+from bus.base import BusError, Entry, KeyExistsError, RevisionMismatchError
+
+if TYPE_CHECKING:
+    from bus.nats import NatsBus
+
+
+class NatsKeyValue:
+    def __init__(self, bus: NatsBus, name: str, store: Any) -> None:
+        self._bus = bus
+        self._name = name
+        self._kv = store
+
+    def _what(self, op: str, key: str) -> str:
+        return f"KV {op} of {key!r} in bucket {self._name!r}"
+
+    async def _encode(self, value: bytes) -> tuple[bytes, str | None]:
+        if len(value) > self._bus.inline_limit_bytes or value.startswith(KV_REF_MARKER):
+            ref = await self._bus.payloads.put(bytes(value), "kv")
+            return KV_REF_MARKER + ref.encode(), ref
+        return bytes(value), None
+
+    async def _write(self, op: str, key: str, value: bytes, last: int | None = None) -> int:
+        check_key(key)
+        self._bus.check_open()
+        wire, ref = await self._encode(value)
+        try:
+            with translate(self._what(op, key)):
+                try:
+                    if op == "create":
+                        return int(await self._kv.create(key, wire))
+                    if op == "update":
+                        return int(await self._kv.update(key, wire, last=last))
+                    return int(await self._kv.put(key, wire))
+                except nats.js.errors.KeyWrongLastSequenceError as err:
+                    if op == "create":
+                        raise KeyExistsError(f"key {key!r} already exists in bucket {self._name!r}") from err
+                    raise RevisionMismatchError(
+                        f"key {key!r} in bucket {self._name!r} is not at revision {last} ({err.description})"
+                    ) from err
+        except BusError:
+            if ref is not None:
+                await self._bus.payloads.delete(ref)
+            raise
+
+    async def get(self, key: str) -> Entry | None:
+        check_key(key)
+        self._bus.check_open()
+        with translate(self._what("get", key)):
+            try:
+                entry = await self._kv.get(key)
+            except nats.js.errors.KeyNotFoundError:
+                return None
+        value = bytes(entry.value or b"")
+        if value.startswith(KV_REF_MARKER):
+            value = await self._bus.payloads.get(value[len(KV_REF_MARKER):].decode())
+        return Entry(key=key, value=value, revision=int(entry.revision))
+
+    async def put(self, key: str, value: bytes) -> int:
+        return await self._write("put", key, value)
+
+    async def create(self, key: str, value: bytes) -> int:
+        return await self._write("create", key, value)
+
+    async def update(self, key: str, value: bytes, last: int) -> int:
+        return await self._write("update", key, value, last)
+
+    async def delete(self, key: str) -> None:
+        check_key(key)
+        self._bus.check_open()
+        with translate(self._what("delete", key)):
+            try:
+                old = await self._kv.get(key)
+            except nats.js.errors.KeyNotFoundError:
+                old = None
+            await self._kv.delete(key)
+        if old is not None and (old.value or b"").startswith(KV_REF_MARKER):
+            await self._bus.payloads.delete(old.value[len(KV_REF_MARKER):].decode())
+
+    async def keys(self) -> list[str]:
+        """The live keys, read from the last message of every key's subject.
+
+        Not nats-py's ``KeyValue.keys``: its watcher can signal "no more" before the
+        entries it was sent (a race seen under load), returning too few keys.
+        """
+        self._bus.check_open()
+        js = self._bus.jetstream
+        stream, prefix = f"KV_{self._name}", f"$KV.{self._name}."
+        config = ConsumerConfig(
+            deliver_policy=DeliverPolicy.LAST_PER_SUBJECT, ack_policy=AckPolicy.NONE, headers_only=True,
+            filter_subject=prefix + ">", inactive_threshold=30.0, mem_storage=True,
+        )
+        keys: list[str] = []
+        with translate(f"KV keys of bucket {self._name!r}"):
+            info = await js.add_consumer(stream, config)
+            try:
+                wanted = int(info.num_pending or 0)
+                if wanted:
+                    sub = await js.pull_subscribe_bind(consumer=info.name, stream=stream)
+                    try:
+                        seen = 0
+                        for _ in range(wanted):  # bounded: each round gets at least one message
+                            if seen >= wanted:
+                                break
+                            batch = await sub.fetch(min(wanted - seen, 1000), timeout=5.0)
+                            seen += len(batch)
+                            keys += [m.subject[len(prefix):] for m in batch
+                                     if (m.headers or {}).get("KV-Operation") not in ("DEL", "PURGE")]
+                    finally:
+                        await sub.unsubscribe()
+            finally:
+                await js.delete_consumer(stream, info.name)
+        return sorted(keys)

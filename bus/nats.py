@@ -1,0 +1,389 @@
+"""The NATS JetStream bus driver.
+
+Streams are file-backed JetStream streams, created or updated through the raw
+JetStream API (nats-py's ``StreamConfig`` has no field for message schedules).
+Consumers are durable pull consumers with explicit acks; KV buckets are JetStream KV
+(history 1). Connection loss is survived: the client reconnects forever (every 0.5 s);
+calls made while disconnected fail with :class:`BusError` after the request timeout.
+
+Delayed delivery (``deliver_at``) uses nats-server's message schedules (2.12+). A
+stream with ``allow_schedules`` also holds the subjects ``_sluice.sched.<STREAM>.>``.
+A delayed publish goes to ``_sluice.sched.<STREAM>.<uuid>`` with the headers
+``Nats-Schedule: @at <RFC 3339 UTC, milliseconds>`` and ``Nats-Schedule-Target:
+<subject>``; at that time the server publishes a copy (body and user headers, not the
+``Nats-Msg-Id``) on the target subject and removes the schedule message. Measured on
+nats-server 2.15: it fires within a few milliseconds of the requested time, and the
+schedule survives a server restart because it is an ordinary stored message. The
+server insists that the target is a subject of the *same* stream and differs from the
+schedule's own subject. The schedule subjects are kept out of every consumer: a
+consumer without ``filter_subject`` on such a stream is given the stream's own
+subjects as filters, and a filter that would match ``_sluice.>`` is refused (on a work
+queue, a consumer that acked a schedule message would delete the timer). A
+``deliver_at`` that is not in the future publishes at once. ``msg_id`` dedupes the
+schedule message itself.
+
+Payloads over ``inline_limit_bytes`` travel by reference through the object store
+(see :mod:`bus._nats_support`). When a work-queue message carrying one is acked or
+termed, its object is deleted; on other streams, and for overwritten KV values, the
+object stays until removed by hand (see the report in ``docs/``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import json
+import logging
+import math
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import nats.aio.client
+import nats.errors
+import nats.js.errors
+
+from bus._names import (
+    check_bucket_name,
+    check_headers,
+    check_stream_name,
+    check_subject,
+    no_schedules,
+    not_open,
+    patterns_overlap,
+    subject_matches,
+)
+from bus._nats_consumer import NatsConsumer
+from bus._nats_kv import NatsKeyValue
+from bus._nats_support import REF_HEADER, Payloads, translate
+from bus.base import Bus, BusError, Consumer, ConsumerSpec, KeyValue, OutMsg, PubAck, StreamSpec
+
+log = logging.getLogger("bus.nats")
+
+SCHED_PREFIX = "_sluice.sched"
+_NS = 1_000_000_000
+_STREAM_IN_USE = 10058  # JetStream: "stream name already in use with a different configuration"
+
+
+@dataclass(frozen=True)
+class StreamFacts:
+    """What the driver needs to know about a stream, from its live config."""
+
+    name: str
+    subjects: tuple[str, ...]  # the caller's subjects, without the schedule subject
+    work_queue: bool
+    allow_schedules: bool
+
+    @property
+    def sched_subject(self) -> str:
+        return f"{SCHED_PREFIX}.{self.name}.>"
+
+
+class NatsBus(Bus):
+    """A bus on a NATS server or cluster. ``url`` may list several servers, comma-separated.
+
+    ``inline_limit_bytes``: larger payloads go through the object store.
+    ``replicas``: JetStream replicas for streams and buckets this bus creates (3 on a cluster).
+    ``timeout_s``: how long one JetStream request may take before :class:`BusError`.
+    ``connect_timeout_s``: how long ``start`` keeps trying to reach a server.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        inline_limit_bytes: int = 900 * 1024,
+        name: str = "sluice",
+        replicas: int = 1,
+        timeout_s: float = 5.0,
+        connect_timeout_s: float = 10.0,
+    ) -> None:
+        if inline_limit_bytes <= 0:
+            raise BusError(f"inline_limit_bytes must be positive, got {inline_limit_bytes}")
+        self.url = url
+        self.inline_limit_bytes = inline_limit_bytes
+        self._name = name
+        self._replicas = replicas
+        self._timeout_s = timeout_s
+        self._connect_timeout_s = connect_timeout_s
+        self._nc: Any = None
+        self._js: Any = None
+        self._payloads: Payloads | None = None
+        self._streams: dict[str, StreamFacts] = {}
+        self._state = "new"
+
+    # lifecycle
+
+    async def start(self) -> None:
+        if self._state == "started":
+            return
+        if self._state == "closed":
+            raise BusError("the NATS bus is closed; make a new one")
+        servers = [s.strip() for s in self.url.split(",") if s.strip()]
+        nc = nats.aio.client.Client()
+        try:
+            await asyncio.wait_for(
+                nc.connect(
+                    servers=servers, name=self._name, max_reconnect_attempts=-1, reconnect_time_wait=0.5,  # type: ignore[arg-type]  # a float works
+                    connect_timeout=2, error_cb=self._on_error, disconnected_cb=self._on_disconnect,
+                    reconnected_cb=self._on_reconnect,
+                ),
+                self._connect_timeout_s,
+            )
+        except (nats.errors.Error, TimeoutError, OSError) as err:
+            await _close_quietly(nc)
+            raise BusError(f"cannot connect to NATS at {self.url} within {self._connect_timeout_s:g} s: "
+                           f"{type(err).__name__}: {err}") from err
+        self._nc = nc
+        self._js = nc.jetstream(timeout=self._timeout_s)
+        self._payloads = Payloads(self._js, self._replicas)
+        self._state = "started"
+
+    async def close(self) -> None:
+        started = self._state == "started"
+        self._state = "closed"
+        if started and self._nc is not None:
+            await _close_quietly(self._nc)
+
+    async def __aenter__(self) -> NatsBus:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _on_error(self, err: Exception) -> None:
+        log.warning("NATS connection error: %r", err)
+
+    async def _on_disconnect(self) -> None:
+        if self._state == "started":  # not our own close()
+            log.warning("disconnected from NATS; reconnecting")
+
+    async def _on_reconnect(self) -> None:
+        log.info("reconnected to NATS at %s", self._nc.connected_url.netloc if self._nc else "?")
+
+    def check_open(self) -> None:
+        if self._state != "started":
+            raise not_open(self._state)
+
+    @property
+    def payloads(self) -> Payloads:
+        self.check_open()
+        assert self._payloads is not None
+        return self._payloads
+
+    # streams
+
+    async def _api(self, what: str, subject: str, body: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """One raw JetStream API request; the answer's ``error`` becomes a :class:`BusError`."""
+        self.check_open()
+        with translate(what):
+            payload = json.dumps(body).encode() if body is not None else b""
+            reply = await self._nc.request(f"$JS.API.{subject}", payload, timeout=self._timeout_s)
+        answer: dict[str, Any] = json.loads(reply.data)
+        error = answer.get("error")
+        if error:
+            detail = f"{error.get('description')} (code {error.get('err_code')})"
+            raise BusError(f"{what}: JetStream refused: {detail}")
+        return answer
+
+    async def ensure_stream(self, spec: StreamSpec) -> None:
+        self.check_open()
+        check_stream_name(spec.name)
+        if not spec.subjects:
+            raise BusError(f"stream {spec.name!r} needs at least one subject")
+        for subject in spec.subjects:
+            check_subject(subject, wildcards=True)
+        subjects = list(spec.subjects)
+        if spec.allow_schedules:
+            subjects.append(f"{SCHED_PREFIX}.{spec.name}.>")
+        config: dict[str, Any] = {
+            "name": spec.name,
+            "subjects": subjects,
+            "retention": "workqueue" if spec.work_queue else "limits",
+            "storage": "file",
+            "num_replicas": self._replicas,
+            "discard": "old",
+            "duplicate_window": int(spec.dedupe_window_s * _NS),
+            "max_age": int(spec.max_age_s * _NS) if spec.max_age_s is not None else 0,
+        }
+        if spec.allow_schedules:
+            config["allow_msg_schedules"] = True
+        what = f"create stream {spec.name!r}"
+        try:
+            answer = await self._api(what, f"STREAM.CREATE.{spec.name}", config)
+        except BusError as err:
+            if f"(code {_STREAM_IN_USE})" not in str(err):
+                raise
+            answer = await self._api(f"update stream {spec.name!r}", f"STREAM.UPDATE.{spec.name}", config)
+        self._streams[spec.name] = _facts(answer["config"])
+
+    async def stream_facts(self, name: str) -> StreamFacts:
+        """The stream's subjects and kind (cached; read from the server the first time)."""
+        facts = self._streams.get(name)
+        if facts is None:
+            check_stream_name(name)
+            answer = await self._api(f"read stream {name!r}", f"STREAM.INFO.{name}")
+            facts = self._streams[name] = _facts(answer["config"])
+        return facts
+
+    async def _stream_holding(self, subject: str) -> StreamFacts:
+        for facts in self._streams.values():
+            if any(subject_matches(p, subject) for p in facts.subjects):
+                return facts
+        answer = await self._api(f"find the stream for {subject!r}", "STREAM.NAMES", {"subject": subject})
+        names = answer.get("streams") or []
+        if not names:
+            raise BusError(f"publish to {subject!r}: no stream holds this subject")
+        return await self.stream_facts(names[0])
+
+    # publishing
+
+    async def _prepare(
+        self, subject: str, data: bytes, msg_id: str | None, headers: Mapping[str, str] | None,
+        deliver_at: float | None,
+    ) -> tuple[str, bytes, dict[str, str], str | None]:
+        """The wire form of one publish: subject, body, headers, and the payload object's name if any."""
+        self.check_open()
+        check_subject(subject, wildcards=False)
+        check_headers(headers)
+        hdrs = dict(headers or {})
+        if msg_id is not None:
+            hdrs["Nats-Msg-Id"] = msg_id
+        wire_subject = subject
+        if deliver_at is not None:
+            if not math.isfinite(deliver_at):
+                raise BusError(f"deliver_at must be a finite Unix time, got {deliver_at!r}")
+            facts = await self._stream_holding(subject)
+            if not facts.allow_schedules:
+                raise no_schedules(facts.name)
+            if deliver_at > time.time():
+                when = datetime.datetime.fromtimestamp(deliver_at, datetime.UTC)
+                hdrs["Nats-Schedule"] = "@at " + when.isoformat(timespec="milliseconds")[:-6] + "Z"
+                hdrs["Nats-Schedule-Target"] = subject
+                wire_subject = f"{SCHED_PREFIX}.{facts.name}.{uuid.uuid4().hex}"
+        ref = None
+        if len(data) > self.inline_limit_bytes:
+            ref = await self.payloads.put(bytes(data), "msg")
+            hdrs[REF_HEADER] = ref
+            data = b""
+        return wire_subject, bytes(data), hdrs, ref
+
+    async def publish(
+        self,
+        subject: str,
+        data: bytes,
+        *,
+        msg_id: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        deliver_at: float | None = None,
+    ) -> PubAck:
+        wire_subject, body, hdrs, ref = await self._prepare(subject, data, msg_id, headers, deliver_at)
+        try:
+            with translate(f"publish to {subject!r}"):
+                ack = await self._js.publish(wire_subject, body, headers=hdrs or None)
+        except BusError:
+            if ref is not None:
+                await self.payloads.delete(ref)
+            raise
+        return await self._settle(ack, ref)
+
+    async def _settle(self, ack: Any, ref: str | None) -> PubAck:
+        if ack.duplicate and ref is not None:
+            await self.payloads.delete(ref)  # the stored message has its own copy
+        return PubAck(stream=ack.stream, seq=ack.seq, duplicate=bool(ack.duplicate))
+
+    async def publish_batch(self, msgs: Sequence[OutMsg]) -> list[PubAck]:
+        # In turn, not gathered: after the first, stream lookups are cached and this is CPU only.
+        prepared = [await self._prepare(m.subject, m.data, m.msg_id, m.headers, m.deliver_at) for m in msgs]
+        futures: list[asyncio.Future[Any]] = []
+        try:
+            with translate(f"publish a batch of {len(msgs)}"):
+                for wire_subject, body, hdrs, _ in prepared:
+                    futures.append(await self._js.publish_async(wire_subject, body, headers=hdrs or None))
+                acks = await asyncio.wait_for(
+                    asyncio.gather(*futures, return_exceptions=True), self._timeout_s + len(msgs) / 1000
+                )
+        except BusError:
+            for fut in futures:
+                fut.cancel()
+            await asyncio.gather(*(self.payloads.delete(p[3]) for p in prepared if p[3] is not None))
+            raise
+        out: list[PubAck] = []
+        errors: list[tuple[int, BaseException]] = []
+        for i, (ack, (_, _, _, ref)) in enumerate(zip(acks, prepared, strict=True)):
+            if isinstance(ack, BaseException):
+                errors.append((i, ack))
+                if ref is not None:
+                    await self.payloads.delete(ref)
+            else:
+                out.append(await self._settle(ack, ref))
+        if errors:
+            i, first = errors[0]
+            with translate(f"publish to {msgs[i].subject!r} (message {i} of a batch of {len(msgs)}, "
+                           f"{len(errors)} failed)"):
+                raise first
+        return out
+
+    # consumers and buckets
+
+    async def consumer(self, spec: ConsumerSpec) -> Consumer:
+        self.check_open()
+        check_stream_name(spec.durable)
+        if spec.ack_wait_s <= 0 or spec.max_ack_pending <= 0 or spec.max_deliver == 0:
+            raise BusError(f"consumer {spec.durable!r}: ack_wait_s and max_ack_pending must be positive, "
+                           "max_deliver positive or -1")
+        try:
+            facts = await self.stream_facts(spec.stream)
+        except BusError as err:
+            raise BusError(f"consumer {spec.durable!r}: no stream named {spec.stream!r} ({err})") from err
+        filters: list[str] = []
+        if spec.filter_subject is not None:
+            check_subject(spec.filter_subject, wildcards=True)
+            if facts.allow_schedules and patterns_overlap(spec.filter_subject, facts.sched_subject):
+                raise BusError(
+                    f"consumer {spec.durable!r}: filter {spec.filter_subject!r} would match the stream's "
+                    f"schedule subjects {facts.sched_subject!r}; filter on your own subjects"
+                )
+            filters = [spec.filter_subject]
+        elif facts.allow_schedules:
+            filters = list(facts.subjects)
+        consumer = NatsConsumer(self, self._nc, facts, spec, filters)
+        await consumer.open()
+        return consumer
+
+    async def kv(self, bucket: str) -> KeyValue:
+        self.check_open()
+        check_bucket_name(bucket)
+        with translate(f"open KV bucket {bucket!r}"):
+            try:
+                store = await self._js.key_value(bucket)
+            except nats.js.errors.NotFoundError:
+                store = await self._js.create_key_value(bucket=bucket, history=1, replicas=self._replicas)
+        return NatsKeyValue(self, bucket, store)
+
+    @property
+    def jetstream(self) -> Any:
+        """The nats-py JetStream context (for the driver's own modules)."""
+        self.check_open()
+        return self._js
+
+
+def _facts(config: Mapping[str, Any]) -> StreamFacts:
+    name = str(config["name"])
+    prefix = f"{SCHED_PREFIX}.{name}."
+    return StreamFacts(
+        name=name,
+        subjects=tuple(s for s in config.get("subjects", []) if not s.startswith(prefix)),
+        work_queue=config.get("retention") == "workqueue",
+        allow_schedules=bool(config.get("allow_msg_schedules")),
+    )
+
+
+async def _close_quietly(nc: Any) -> None:
+    try:
+        await nc.close()
+    except (nats.errors.Error, TimeoutError, OSError) as err:
+        log.warning("closing the NATS connection: %r", err)

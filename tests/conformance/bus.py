@@ -1,0 +1,276 @@
+"""The bus conformance suite: the same tests run against every driver (see ``conftest.bus``).
+
+Collected through ``test_bus.py``. Waits are real (ack waits of 1 s, delays of 1-2 s), so
+timing assertions leave slack for a loaded 2-core machine: "not before" checks are
+strict, "by then" checks are generous.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from bus import (
+    Bus,
+    BusError,
+    ConsumerSpec,
+    KeyExistsError,
+    OutMsg,
+    RevisionMismatchError,
+    StreamSpec,
+)
+
+BIG = bytes(range(256)) * (3 * 1024 * 1024 // 256)  # 3 MiB: over NATS's 1 MiB max_payload
+
+
+async def _stream(bus: Bus, name: str = "S", subjects: tuple[str, ...] = ("s.>",), **kw: object) -> None:
+    await bus.ensure_stream(StreamSpec(name=name, subjects=list(subjects), **kw))  # type: ignore[arg-type]
+
+
+async def test_a_published_message_is_fetched_with_its_headers_and_acked_once(bus: Bus) -> None:
+    await _stream(bus)
+    ack = await bus.publish("s.one", b"hello", headers={"Trace": "abc"})
+    assert ack.stream == "S" and ack.seq >= 1 and not ack.duplicate
+    consumer = await bus.consumer(ConsumerSpec(stream="S", durable="c"))
+    [msg] = await consumer.fetch(10, 5)
+    assert (msg.subject, msg.data, msg.num_delivered) == ("s.one", b"hello", 1)
+    assert dict(msg.headers) == {"Trace": "abc"}
+    await msg.ack()
+    assert await consumer.fetch(10, 0.3) == []
+    await consumer.close()
+
+
+async def test_fetch_returns_at_most_the_batch_and_returns_early(bus: Bus) -> None:
+    await _stream(bus)
+    await bus.publish_batch([OutMsg(subject="s.n", data=str(i).encode()) for i in range(5)])
+    consumer = await bus.consumer(ConsumerSpec(stream="S", durable="c"))
+    started = time.monotonic()
+    first = await consumer.fetch(3, 10)
+    rest = await consumer.fetch(10, 10)
+    assert time.monotonic() - started < 3
+    assert [m.data for m in first + rest] == [b"0", b"1", b"2", b"3", b"4"]
+    for m in first + rest:
+        await m.ack()
+
+
+async def test_a_consumer_sees_only_subjects_matching_its_filter(bus: Bus) -> None:
+    await _stream(bus)
+    for subject in ("s.a", "s.b", "s.a.deep"):
+        await bus.publish(subject, subject.encode())
+    only_a = await bus.consumer(ConsumerSpec(stream="S", durable="a", filter_subject="s.a"))
+    one_token = await bus.consumer(ConsumerSpec(stream="S", durable="star", filter_subject="s.*"))
+    assert [m.subject for m in await only_a.fetch(10, 2)] == ["s.a"]
+    assert sorted(m.subject for m in await one_token.fetch(10, 2)) == ["s.a", "s.b"]
+
+
+async def test_a_repeated_msg_id_is_reported_duplicate_and_delivered_once(bus: Bus) -> None:
+    await _stream(bus, dedupe_window_s=60)
+    first = await bus.publish("s.x", b"1", msg_id="id-1")
+    again = await bus.publish("s.x", b"2", msg_id="id-1")
+    batch = await bus.publish_batch([OutMsg("s.x", b"3", msg_id="id-1"), OutMsg("s.x", b"4", msg_id="id-2")])
+    assert not first.duplicate and again.duplicate and [a.duplicate for a in batch] == [True, False]
+    consumer = await bus.consumer(ConsumerSpec(stream="S", durable="c"))
+    assert [m.data for m in await consumer.fetch(10, 2)] == [b"1", b"4"]
+
+
+async def test_a_work_queue_hands_each_message_to_one_consumer_until_acked(bus: Bus) -> None:
+    await _stream(bus, work_queue=True)
+    await bus.publish("s.job", b"done")
+    await bus.publish("s.job", b"again")
+    consumer = await bus.consumer(ConsumerSpec(stream="S", durable="w", filter_subject="s.job"))
+    done, again = await consumer.fetch(10, 2)
+    await done.ack()
+    await again.nak()
+    [redelivered] = await consumer.fetch(10, 2)
+    assert (redelivered.data, redelivered.num_delivered) == (b"again", 2)
+    await redelivered.ack()
+    with pytest.raises(BusError):
+        await bus.consumer(ConsumerSpec(stream="S", durable="other", filter_subject="s.>"))
+    assert await consumer.fetch(10, 0.3) == []
+
+
+async def test_an_unacked_message_is_delivered_again_after_the_ack_wait(bus: Bus) -> None:
+    await _stream(bus)
+    await bus.publish("s.x", b"x")
+    consumer = await bus.consumer(ConsumerSpec(stream="S", durable="c", ack_wait_s=1.0))
+    [_unacked] = await consumer.fetch(1, 2)
+    delivered = time.monotonic()
+    assert await consumer.fetch(1, 0.5) == []
+    [again] = await consumer.fetch(1, 4)
+    assert time.monotonic() - delivered >= 0.9
+    assert (again.data, again.num_delivered) == (b"x", 2)
+    await again.ack()
+
+
+async def test_a_nak_with_delay_holds_the_message_back_for_that_long(bus: Bus) -> None:
+    await _stream(bus)
+    await bus.publish("s.x", b"x")
+    consumer = await bus.consumer(ConsumerSpec(stream="S", durable="c", ack_wait_s=30))
+    [msg] = await consumer.fetch(1, 2)
+    await msg.nak(1.0)
+    naked = time.monotonic()
+    assert await consumer.fetch(1, 0.5) == []
+    [again] = await consumer.fetch(1, 4)
+    assert time.monotonic() - naked >= 0.9
+    assert again.num_delivered == 2
+
+
+async def test_in_progress_restarts_the_ack_wait(bus: Bus) -> None:
+    await _stream(bus)
+    await bus.publish("s.x", b"x")
+    consumer = await bus.consumer(ConsumerSpec(stream="S", durable="c", ack_wait_s=1.0))
+    [msg] = await consumer.fetch(1, 2)
+    for _ in range(3):  # 1.8 s of work in 0.6 s steps, each inside a fresh 1 s ack wait
+        assert await consumer.fetch(1, 0.6) == []
+        await msg.in_progress()
+    [again] = await consumer.fetch(1, 4)
+    assert again.num_delivered == 2
+
+
+async def test_num_delivered_counts_deliveries_and_max_deliver_stops_them(bus: Bus) -> None:
+    await _stream(bus)
+    await bus.publish("s.x", b"x")
+    consumer = await bus.consumer(ConsumerSpec(stream="S", durable="c", max_deliver=3))
+    seen = []
+    for _ in range(3):
+        [msg] = await consumer.fetch(1, 2)
+        seen.append(msg.num_delivered)
+        await msg.nak()
+    assert seen == [1, 2, 3]
+    assert await consumer.fetch(1, 0.5) == []
+
+
+async def test_a_termed_message_is_never_delivered_again(bus: Bus) -> None:
+    await _stream(bus)
+    await bus.publish("s.x", b"poison")
+    consumer = await bus.consumer(ConsumerSpec(stream="S", durable="c", ack_wait_s=1.0))
+    [msg] = await consumer.fetch(1, 2)
+    await msg.term()
+    assert await consumer.fetch(1, 1.5) == []
+
+
+async def test_a_durable_consumer_resumes_where_it_stopped_when_bound_again(bus: Bus) -> None:
+    await _stream(bus)
+    for i in range(3):
+        await bus.publish("s.x", str(i).encode())
+    spec = ConsumerSpec(stream="S", durable="c")
+    first = await bus.consumer(spec)
+    [msg] = await first.fetch(1, 2)
+    await msg.ack()
+    await first.close()
+    second = await bus.consumer(spec)
+    assert [m.data for m in await second.fetch(10, 2)] == [b"1", b"2"]
+
+
+async def test_deliver_at_holds_a_message_back_until_its_time(bus: Bus) -> None:
+    await _stream(bus, work_queue=True, allow_schedules=True)
+    consumer = await bus.consumer(ConsumerSpec(stream="S", durable="c"))  # no filter: sees only s.>
+    due = time.time() + 2.0
+    ack = await bus.publish("s.later", b"later", msg_id="t1", headers={"Kind": "timer"}, deliver_at=due)
+    assert not ack.duplicate
+    assert (await bus.publish("s.later", b"later", msg_id="t1", deliver_at=due)).duplicate
+    await bus.publish("s.now", b"now", deliver_at=time.time() - 5)  # in the past: at once
+    [now] = await consumer.fetch(10, 2)
+    assert now.data == b"now"
+    await now.ack()
+    assert await consumer.fetch(10, 1.0) == []
+    [later] = await consumer.fetch(10, 5)
+    assert time.time() >= due - 0.05
+    assert (later.subject, later.data, dict(later.headers)) == ("s.later", b"later", {"Kind": "timer"})
+    await later.ack()
+    assert await consumer.fetch(10, 0.3) == []
+
+
+async def test_deliver_at_on_a_stream_without_schedules_is_refused(bus: Bus) -> None:
+    await _stream(bus)
+    with pytest.raises(BusError, match="allow_schedules"):
+        await bus.publish("s.x", b"x", deliver_at=time.time() + 5)
+
+
+async def test_kv_reads_writes_and_compares_and_sets_by_revision(bus: Bus) -> None:
+    kv = await bus.kv("conf")
+    assert await kv.get("a") is None
+    assert await kv.keys() == []
+    rev1 = await kv.put("a", b"1")
+    entry = await kv.get("a")
+    assert entry is not None and (entry.key, entry.value, entry.revision) == ("a", b"1", rev1)
+    with pytest.raises(KeyExistsError):
+        await kv.create("a", b"x")
+    rev2 = await kv.update("a", b"2", last=rev1)
+    assert rev2 > rev1
+    with pytest.raises(RevisionMismatchError):
+        await kv.update("a", b"3", last=rev1)
+    b_rev = await kv.create("b.c", b"bc")
+    assert b_rev > rev2
+    assert await kv.keys() == ["a", "b.c"]
+    await kv.delete("a")
+    assert await kv.get("a") is None
+    assert await kv.keys() == ["b.c"]
+    assert await kv.create("a", b"again") > b_rev  # a deleted key may be created again
+    same = await bus.kv("conf")
+    got = await same.get("a")
+    assert got is not None and got.value == b"again"
+
+
+async def test_kv_refuses_bad_keys_and_bucket_names(bus: Bus) -> None:
+    kv = await bus.kv("conf")
+    for key in ("", "has space", ".lead", "trail.", "star*"):
+        with pytest.raises(BusError, match="invalid key"):
+            await kv.put(key, b"x")
+    with pytest.raises(BusError, match="invalid bucket"):
+        await bus.kv("no.dots")
+
+
+async def test_a_large_payload_roundtrips_through_publish_and_kv(bus: Bus) -> None:
+    await _stream(bus, work_queue=True)
+    await bus.publish("s.big", BIG, headers={"Size": "3M"})
+    [batched] = await bus.publish_batch([OutMsg("s.big", BIG[::-1])])
+    assert not batched.duplicate
+    consumer = await bus.consumer(ConsumerSpec(stream="S", durable="c"))
+    msgs = await consumer.fetch(10, 10)
+    assert [m.data == d for m, d in zip(msgs, (BIG, BIG[::-1]), strict=True)] == [True, True]
+    assert dict(msgs[0].headers) == {"Size": "3M"}
+    for m in msgs:
+        await m.ack()
+    kv = await bus.kv("big")
+    rev = await kv.put("k", BIG)
+    entry = await kv.get("k")
+    assert entry is not None and entry.value == BIG and entry.revision == rev
+
+
+async def test_publishing_where_no_stream_listens_is_a_bus_error(bus: Bus) -> None:
+    await _stream(bus)
+    with pytest.raises(BusError):
+        await bus.publish("elsewhere.x", b"x")
+    with pytest.raises(BusError):
+        await bus.publish_batch([OutMsg("s.ok", b"1"), OutMsg("elsewhere.y", b"2")])
+
+
+async def test_bad_subjects_and_reserved_headers_are_refused(bus: Bus) -> None:
+    await _stream(bus)
+    with pytest.raises(BusError, match="invalid subject"):
+        await bus.publish("s.*", b"x")
+    with pytest.raises(BusError, match="reserved"):
+        await bus.publish("s.x", b"x", headers={"Nats-Msg-Id": "sneaky"})
+    with pytest.raises(BusError, match="overlap"):
+        await _stream(bus, name="Other", subjects=("s.x",))
+
+
+async def test_ensure_stream_twice_updates_and_keeps_messages(bus: Bus) -> None:
+    await _stream(bus)
+    await bus.publish("s.x", b"kept")
+    await _stream(bus, subjects=("s.>", "t.>"), dedupe_window_s=30)
+    await bus.publish("t.y", b"new")
+    consumer = await bus.consumer(ConsumerSpec(stream="S", durable="c"))
+    assert [m.data for m in await consumer.fetch(10, 2)] == [b"kept", b"new"]
+    with pytest.raises(BusError):
+        await _stream(bus, subjects=("s.>", "t.>"), work_queue=True)  # retention cannot change
+
+
+async def test_close_twice_is_safe_and_a_closed_bus_refuses_work(bus: Bus) -> None:
+    await _stream(bus)
+    await bus.close()
+    await bus.close()
+    with pytest.raises(BusError):
+        await bus.publish("s.x", b"x")
