@@ -96,7 +96,10 @@ class MemoryConsumer:
                 if seq not in durable.pending:
                     durable.finish(seq)
                 continue
-            if seq in durable.done or seq in durable.pending or not durable.wants(msg):
+            if not durable.wants(msg):
+                durable.finish(seq)  # never for this consumer: let its floor move past it
+                continue
+            if seq in durable.done or seq in durable.pending:
                 continue
             if msg.available_at > now:
                 due(msg.available_at)

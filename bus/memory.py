@@ -44,6 +44,7 @@ class Stored:
     subject: str
     data: bytes
     headers: dict[str, str]
+    stored_at: float
     available_at: float
 
 
@@ -59,13 +60,22 @@ class Stream:
         return any(subject_matches(p, subject) for p in self.spec.subjects)
 
     def expire(self, now: float) -> None:
-        """Forget msg ids older than the dedupe window and messages older than ``max_age_s``."""
+        """Forget msg ids older than the dedupe window and messages older than ``max_age_s``.
+
+        Both dicts are in arrival order, so this looks only at their expired front.
+        """
         window = self.spec.dedupe_window_s
-        for msg_id in [k for k, (_, at) in self.seen_ids.items() if at + window <= now]:
+        while self.seen_ids:
+            msg_id, (_, at) = next(iter(self.seen_ids.items()))
+            if at + window > now:
+                break
             del self.seen_ids[msg_id]
         if self.spec.max_age_s is not None:
             cutoff = now - self.spec.max_age_s
-            for seq in [s for s, m in self.messages.items() if m.available_at < cutoff]:
+            while self.messages:
+                seq, msg = next(iter(self.messages.items()))
+                if msg.stored_at >= cutoff:
+                    break
                 del self.messages[seq]
 
 
@@ -173,7 +183,7 @@ class MemoryBus(Bus):
         stream.last_seq += 1
         seq = stream.last_seq
         available = max(now, deliver_at) if deliver_at is not None else now
-        stream.messages[seq] = Stored(seq, subject, bytes(data), dict(headers or {}), available)
+        stream.messages[seq] = Stored(seq, subject, bytes(data), dict(headers or {}), now, available)
         if msg_id is not None:
             stream.seen_ids[msg_id] = (seq, now)
         self.notify()

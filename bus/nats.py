@@ -297,7 +297,13 @@ class NatsBus(Bus):
 
     async def publish_batch(self, msgs: Sequence[OutMsg]) -> list[PubAck]:
         # In turn, not gathered: after the first, stream lookups are cached and this is CPU only.
-        prepared = [await self._prepare(m.subject, m.data, m.msg_id, m.headers, m.deliver_at) for m in msgs]
+        prepared: list[tuple[str, bytes, dict[str, str], str | None]] = []
+        try:
+            for m in msgs:
+                prepared.append(await self._prepare(m.subject, m.data, m.msg_id, m.headers, m.deliver_at))
+        except BusError:
+            await asyncio.gather(*(self.payloads.delete(p[3]) for p in prepared if p[3] is not None))
+            raise
         futures: list[asyncio.Future[Any]] = []
         try:
             with translate(f"publish a batch of {len(msgs)}"):
