@@ -34,11 +34,11 @@ def run_dev(app_dir: Path, *, host: str = "127.0.0.1", port: int = 8288, sandbox
     from runtime.logs import configure
 
     configure()
+    data_dir.mkdir(parents=True, exist_ok=True)
     uvloop.run(_main(app_dir, host=host, port=port, sandbox=sandbox, data_dir=data_dir, reload=reload))
 
 
 async def _main(app_dir: Path, *, host: str, port: int, sandbox: str, data_dir: Path, reload: bool) -> None:
-    data_dir.mkdir(parents=True, exist_ok=True)
     server = NatsServer(data_dir / "nats")
     await server.start()
     try:

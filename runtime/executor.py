@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any
 
 import structlog
 
@@ -176,7 +175,7 @@ class Executor:
             await self._fail_oversized(state.id, str(exc))
             return
         if trans.next_job_at is not None and not state.final:
-            due = trans.next_job_at if trans.next_job_at > now_ms() + 1000 else None
+            due = trans.next_job_at if trans.next_job_at > now_ms() else None
             await enqueue(self._bus, state, deliver_at_ms=due)
         record_ms = now_ms() - saved_at
         for att in trans.attempts:
@@ -194,7 +193,3 @@ class Executor:
             await self._runs.save(fresh)
             await self._history.record_run(fresh.row())
 
-
-def describe_state(state: RunState) -> dict[str, Any]:
-    """A short view of a run's live state (for logs and debugging)."""
-    return {"id": state.id, "status": state.status, "steps": len(state.steps), "attempt": state.attempt}
