@@ -79,7 +79,11 @@ class WasmSandbox:
     async def run(self, target: Target, request: bytes, limits: Limits) -> Result:
         """Run ``request`` in a fresh instance; guest failures come back in ``Result.error``."""
         _check_limits(limits)
-        pre, spec = await self._in_pool(self._prepared, target)
+        # Fast path on the loop (a stat and a dict lookup): a pool hop costs ~0.2 ms.
+        ready = self._ready.get(self._key(target)) if not self._closed else None
+        if ready is None:
+            ready = await self._in_pool(self._prepared, target)
+        pre, spec = ready
         engine = self._engine_or_raise()
         outcome = await self._in_pool(run_guest, engine, pre, spec, request, limits)
         return Result(
@@ -127,8 +131,8 @@ class WasmSandbox:
                 self._engine = WasmEngine(self.cache_dir, self._fuel)
             return self._engine
 
-    def _prepared(self, target: Target) -> tuple[wasmtime.InstancePre, GuestSpec]:
-        """The module and guest spec for ``target`` (blocking; runs in the pool)."""
+    def _key(self, target: Target) -> tuple[object, ...]:
+        """What a prepared target is cached under; raises :class:`SandboxError` for a bad one."""
         if target.kind == "image":
             raise SandboxError("the wasm sandbox runs modules and python apps, not container images")
         if target.kind == "module":
@@ -137,11 +141,16 @@ class WasmSandbox:
             path = _wasm_python.check_app_dir(target.ref)
         else:
             raise SandboxError(f"unknown target kind {target.kind!r}: use 'module' or 'python'")
-        st = path.stat()
-        key = (target.kind, str(path), st.st_mtime_ns, st.st_size, tuple(sorted(target.env.items())))
+        st = path.stat()  # a changed module file is compiled again
+        return (target.kind, str(path), st.st_mtime_ns, st.st_size, tuple(sorted(target.env.items())))
+
+    def _prepared(self, target: Target) -> tuple[wasmtime.InstancePre, GuestSpec]:
+        """The module and guest spec for ``target`` (blocking; runs in the pool)."""
+        key = self._key(target)
         ready = self._ready.get(key)
         if ready is not None:
             return ready
+        path = Path(str(key[1]))
         engine = self._engine_or_raise()
         if target.kind == "module":
             pre = engine.load(path.read_bytes(), name=str(path))
