@@ -105,7 +105,6 @@ class WasmEngine:
         self._lock = threading.Lock()
         self._pres: dict[str, wasmtime.InstancePre] = {}  # sha256 of source -> ready to instantiate
         self._ticker = _Ticker(self.engine)
-        self.closing = threading.Event()
 
     # --- modules -----------------------------------------------------------------
 
@@ -171,8 +170,7 @@ class WasmEngine:
         return self._ticker.running()
 
     def close(self) -> None:
-        """Stop sleeping guests and the ticker; drop the in-memory cache. Idempotent."""
-        self.closing.set()
+        """Stop the ticker (after the last call) and drop the in-memory cache. Idempotent."""
         self._ticker.close()
         with self._lock:
             self._pres.clear()

@@ -9,15 +9,16 @@ env, read-only preopens, random). Three preview1 imports are shadowed in the lin
   on the calling thread instead.
 * ``poll_oneoff`` — the only preview1 call that blocks (``sleep``). A guest blocked in
   the host never reaches an epoch check, so sleeps are cut at the call's deadline.
+* ``clock_time_get`` — so ``poll_oneoff`` and the guest agree on what "now" is for
+  absolute (``TIMER_ABSTIME``) sleeps.
 
 Stopping a guest: every store gets an epoch deadline of one tick and
 :func:`on_epoch_deadline` as its deadline callback, so at every tick the engine
 interrupts the guest (even in a loop that never calls the host) and asks whether to go
-on. It traps the guest once its time is up, an output cap was passed, or the sandbox is
-closing. (Lowering a store's deadline from a host call does not work: compiled code
-keeps the deadline it loaded on function entry until the current one passes.)
-* ``clock_time_get`` — so ``poll_oneoff`` and the guest agree on what "now" is for
-  absolute (``TIMER_ABSTIME``) sleeps.
+on. It traps the guest once its time is up, an output cap was passed, or the call was
+cancelled (the sandbox closed, or the caller gave up). Lowering a store's deadline from
+a host call would not do: compiled code keeps the deadline it loaded on function entry
+until that one passes.
 
 Per-call state lives in a thread-local :class:`CallState`: each call runs on its own
 worker thread, and host functions run synchronously on that thread. These functions
@@ -59,18 +60,18 @@ class CallState:
     max_stdout_bytes: int
     max_stderr_bytes: int
     deadline: float  # time.monotonic() seconds when the run's time is up
-    closing: threading.Event  # set when the sandbox closes: guests stop, sleeps end
+    cancelled: threading.Event  # set when the sandbox closes or the caller gives up: guest stops
     stdout: bytearray = field(default_factory=bytearray)
     stderr: bytearray = field(default_factory=bytearray)
     overflow: str | None = None  # "stdout" or "stderr" once a cap was passed
-    stopped: str | None = None  # why the guest was stopped: "timeout", "overflow", "closed"
+    stopped: str | None = None  # why the guest was stopped: "timeout", "overflow", "cancelled"
 
     def stop_reason(self) -> str | None:
         """Why the guest must stop now, if it must."""
         if self.overflow is not None:
             return "overflow"
-        if self.closing.is_set():
-            return "closed"
+        if self.cancelled.is_set():
+            return "cancelled"
         if time.monotonic() >= self.deadline:
             return "timeout"
         return None
@@ -101,7 +102,7 @@ def on_epoch_deadline(_ctx: Any, _data: Any, delta: Any, kind: Any) -> int:
     """Called by wasmtime on the guest's thread at every tick: trap (an error) or go on."""
     try:
         state = _state()
-        reason = "closed" if state is None else state.stop_reason()
+        reason = "cancelled" if state is None else state.stop_reason()
         if reason is None:
             delta[0] = 1
             kind[0] = _CONTINUE
@@ -209,7 +210,7 @@ def _poll_oneoff(caller: wasmtime.Caller, subs: int, events: int, nsubs: int, ne
             remaining = state.deadline - time.monotonic()
             if wait_s > 0:
                 # Wake early if the sandbox closes; never sleep past the deadline.
-                state.closing.wait(min(wait_s, max(remaining, 0.0)))
+                state.cancelled.wait(min(wait_s, max(remaining, 0.0)))  # wakes early if cancelled
             if state.stopped is None:
                 state.stopped = state.stop_reason()  # a guest may end before the next tick
             ready.append(_EVENT.pack(userdata, _OK, _TAG_CLOCK, 0, 0))

@@ -8,6 +8,7 @@ linker, compiled module) comes from :class:`sandboxes._wasm_engine.WasmEngine`.
 from __future__ import annotations
 
 import ctypes
+import threading
 import time
 from dataclasses import dataclass
 
@@ -44,16 +45,28 @@ class Outcome:
     duration_ms: float
 
 
+#: ``Outcome.error`` when the sandbox closed or the caller was cancelled mid-run.
+STOPPED = "stopped: the sandbox was closed or the call cancelled"
+
+
 def run_guest(
-    engine: WasmEngine, pre: wasmtime.InstancePre, spec: GuestSpec, request: bytes, limits: Limits
+    engine: WasmEngine,
+    pre: wasmtime.InstancePre,
+    spec: GuestSpec,
+    request: bytes,
+    limits: Limits,
+    cancelled: threading.Event | None = None,
 ) -> Outcome:
-    """Run one guest to completion on this thread (blocking; the GIL is released in wasm)."""
+    """Run one guest to completion on this thread (blocking; the GIL is released in wasm).
+
+    Setting ``cancelled`` stops the guest at its next tick (about 10 ms).
+    """
     start = time.perf_counter()
     state = _wasm_host.CallState(
         max_stdout_bytes=limits.max_stdout_bytes,
         max_stderr_bytes=limits.max_stderr_bytes,
         deadline=time.monotonic() + limits.timeout_s,
-        closing=engine.closing,
+        cancelled=cancelled or threading.Event(),
     )
     exit_code: int | None = None
     failure: wasmtime.WasmtimeError | wasmtime.Trap | None = None
@@ -100,8 +113,8 @@ def _error(
         return f"stderr exceeded {limits.max_stderr_bytes} bytes"
     if state.stopped == "timeout":
         return f"timed out after {limits.timeout_s:g} s"
-    if state.stopped == "closed":
-        return "stopped: the sandbox was closed"
+    if state.stopped == "cancelled":
+        return STOPPED
     if exit_code == 0:
         return None
     if instance is None and failure is not None:  # instantiation failed

@@ -34,7 +34,7 @@ import wasmtime
 
 from sandboxes import _wasm_python
 from sandboxes._wasm_engine import GuestSpec, WasmEngine
-from sandboxes._wasm_run import run_guest
+from sandboxes._wasm_run import STOPPED, run_guest
 from sandboxes.base import Limits, Result, SandboxError, Target
 
 T = TypeVar("T")
@@ -69,6 +69,7 @@ class WasmSandbox:
         workers = max(2, os.cpu_count() or 2)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sluice-wasm")
         self._closed = False
+        self._inflight: set[threading.Event] = set()  # one per running call: set it to stop the guest
 
     # --- Sandbox protocol ----------------------------------------------------------
 
@@ -85,7 +86,17 @@ class WasmSandbox:
             ready = await self._in_pool(self._prepared, target)
         pre, spec = ready
         engine = self._engine_or_raise()
-        outcome = await self._in_pool(run_guest, engine, pre, spec, request, limits)
+        cancelled = threading.Event()
+        self._inflight.add(cancelled)
+        try:
+            outcome = await self._in_pool(run_guest, engine, pre, spec, request, limits, cancelled)
+        except asyncio.CancelledError:
+            cancelled.set()  # the worker thread stops the guest at its next tick
+            raise
+        finally:
+            self._inflight.discard(cancelled)
+        if outcome.error == STOPPED and self._closed:
+            raise SandboxError("the wasm sandbox was closed during the run")
         return Result(
             ok=outcome.error is None,
             stdout=outcome.stdout,
@@ -101,8 +112,8 @@ class WasmSandbox:
         if self._closed:
             return
         self._closed = True
-        if self._engine is not None:
-            self._engine.closing.set()  # sleeping guests wake and stop
+        for cancelled in list(self._inflight):
+            cancelled.set()  # running guests stop at their next tick, sleeping ones wake
         await asyncio.to_thread(self._pool.shutdown, wait=True)
         if self._engine is not None:
             self._engine.close()

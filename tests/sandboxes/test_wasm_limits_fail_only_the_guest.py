@@ -6,7 +6,9 @@ import asyncio
 import time
 from pathlib import Path
 
-from sandboxes.base import Limits, MiB
+import pytest
+
+from sandboxes.base import Limits, MiB, SandboxError
 from sandboxes.wasm import WasmSandbox
 from tests.sandboxes import wasm_fixtures as fx
 
@@ -127,3 +129,27 @@ async def test_fuel_bounds_the_instructions_a_guest_may_run(wasm_cache: Path, tm
         assert result.error == "out of fuel (limit 1000000 units)" and not result.timed_out
         ok = await sandbox.run(fx.wat_target(tmp_path, fx.ECHO, "echo.wat"), b"hi", Limits())
         assert ok.ok and ok.stdout == b"hi"
+
+
+async def test_a_cancelled_call_stops_its_guest(wasm_cache: Path, tmp_path: Path) -> None:
+    sandbox = WasmSandbox(cache_dir=wasm_cache)
+    task = asyncio.create_task(sandbox.run(fx.wat_target(tmp_path, SPIN), b"", Limits(timeout_s=60)))
+    await asyncio.sleep(0.3)
+    task.cancel()
+    started = time.monotonic()
+    await sandbox.close()  # waits for its worker threads: they are free again at once
+    assert time.monotonic() - started < 1.0
+    assert task.cancelled()
+
+
+async def test_closing_the_sandbox_mid_run_stops_the_guest_and_says_so(wasm_cache: Path, tmp_path: Path) -> None:
+    sandbox = WasmSandbox(cache_dir=wasm_cache)
+    runs = [asyncio.create_task(sandbox.run(fx.wat_target(tmp_path, t, f"{i}.wat"), b"", Limits(timeout_s=60)))
+            for i, t in enumerate((SPIN, SLEEP_100_S))]
+    await asyncio.sleep(0.3)
+    started = time.monotonic()
+    await sandbox.close()
+    assert time.monotonic() - started < 1.0
+    for run in runs:
+        with pytest.raises(SandboxError, match="closed during the run"):
+            await run
