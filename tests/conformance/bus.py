@@ -141,6 +141,19 @@ async def test_num_delivered_counts_deliveries_and_max_deliver_stops_them(bus: B
     assert await consumer.fetch(1, 0.5) == []
 
 
+async def test_max_ack_pending_bounds_what_is_out_and_an_ack_makes_room_at_once(bus: Bus) -> None:
+    await _stream(bus)
+    await bus.publish_batch([OutMsg("s.x", b"%d" % i) for i in range(5)])
+    consumer = await bus.consumer(ConsumerSpec(stream="S", durable="c", max_ack_pending=2))
+    first = await consumer.fetch(10, 2)
+    assert [m.data for m in first] == [b"0", b"1"]
+    assert await consumer.fetch(10, 0.5) == []
+    await first[0].ack()
+    started = time.monotonic()
+    assert [m.data for m in await consumer.fetch(10, 2)] == [b"2"]
+    assert time.monotonic() - started < 1.0
+
+
 async def test_a_termed_message_is_never_delivered_again(bus: Bus) -> None:
     await _stream(bus)
     await bus.publish("s.x", b"poison")
