@@ -25,7 +25,11 @@ schedule message itself.
 Payloads over ``inline_limit_bytes`` travel by reference through the object store
 (see :mod:`bus._nats_support`). When a work-queue message carrying one is acked or
 termed, its object is deleted; on other streams, and for overwritten KV values, the
-object stays until removed by hand (see the report in ``docs/``).
+object stays (a known leak, bounded by how often large payloads are published there).
+
+A :class:`BusError` from ``publish`` does not prove the message was not stored: a
+publish made while disconnected is sent once the client reconnects, after its caller
+was told it timed out. Retry with the same ``msg_id`` and the stream keeps one copy.
 """
 
 from __future__ import annotations
