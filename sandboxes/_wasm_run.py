@@ -129,7 +129,7 @@ def _error(
         if code == wasmtime.TrapCode.OUT_OF_FUEL:
             return f"out of fuel (limit {engine.fuel} units)"
         reason = "wasm trap: " + ((_TRAP_REASONS.get(code) if code else None) or _first_line(failure))
-    if _near_memory_limit(instance, store, limits):
+    if _near_memory_limit(instance, store, limits) or _ends_in_memory_error(state.stderr):
         return f"out of memory (limit {limits.memory_mb} MiB): {reason}"
     return reason
 
@@ -166,6 +166,12 @@ def _near_memory_limit(instance: wasmtime.Instance | None, store: wasmtime.Store
         return isinstance(mem, wasmtime.Memory) and mem.data_len(store) >= 0.9 * limits.memory_mb * MiB
     except wasmtime.WasmtimeError:
         return False
+
+
+def _ends_in_memory_error(stderr: bytearray) -> bool:
+    """Whether the guest's last words were a Python ``MemoryError`` (an allocation refused)."""
+    tail = bytes(stderr[-512:]).rstrip().rsplit(b"\n", 1)[-1]
+    return tail.startswith(b"MemoryError")
 
 
 def _outcome(state: _wasm_host.CallState, exit_code: int | None, error: str | None, start: float) -> Outcome:

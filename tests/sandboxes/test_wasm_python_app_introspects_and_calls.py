@@ -139,3 +139,13 @@ async def test_garbage_in_is_the_shims_exit_code_2(wasm_sandbox: WasmSandbox, pr
     result = await wasm_sandbox.run(probe_app, b"\xc1garbage", Limits())
     assert not result.ok and result.exit_code == 2 and result.error == "exited with code 2"
     assert result.stdout == b""
+
+
+async def test_an_interpreter_that_cannot_allocate_is_reported_as_out_of_memory(
+    wasm_sandbox: WasmSandbox, probe_app: Target
+) -> None:
+    # 32 MiB is too little for the shim's 64 MiB stdin buffer: CPython dies of MemoryError.
+    result = await wasm_sandbox.run(probe_app, call("look-around"), Limits(memory_mb=32))
+    assert not result.ok and result.exit_code == 1
+    assert result.error == "out of memory (limit 32 MiB): exited with code 1"
+    assert result.stderr.rstrip().endswith(b"MemoryError")
