@@ -95,6 +95,23 @@ async def test_a_module_needing_more_memory_than_allowed_does_not_start(
     assert result.error.startswith("out of memory (limit 16 MiB)")
 
 
+async def test_a_guest_whose_last_words_are_memory_error_is_out_of_memory(
+    wasm_sandbox: WasmSandbox, tmp_path: Path
+) -> None:
+    # What CPython does when an allocation is refused and nothing catches it.
+    dies = f"""(module {fx.FD_WRITE} {fx.PROC_EXIT}
+      (memory (export "memory") 1)
+      (data (i32.const 100) "Traceback (most recent call last):\\nMemoryError\\n")
+      (func (export "_start")
+        (i32.store (i32.const 0) (i32.const 100))
+        (i32.store (i32.const 4) (i32.const 47))
+        (drop (call $fd_write (i32.const 2) (i32.const 0) (i32.const 1) (i32.const 8)))
+        (call $proc_exit (i32.const 1))))"""
+    result = await wasm_sandbox.run(fx.wat_target(tmp_path, dies), b"", Limits(memory_mb=64))
+    assert result.stderr == b"Traceback (most recent call last):\nMemoryError\n"
+    assert result.error == "out of memory (limit 64 MiB): exited with code 1" and result.exit_code == 1
+
+
 async def test_a_stdout_flood_is_capped_and_stopped(wasm_sandbox: WasmSandbox, tmp_path: Path) -> None:
     started = time.monotonic()
     target = fx.wat_target(tmp_path, fx.write_forever(1))

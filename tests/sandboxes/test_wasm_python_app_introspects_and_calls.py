@@ -141,11 +141,9 @@ async def test_garbage_in_is_the_shims_exit_code_2(wasm_sandbox: WasmSandbox, pr
     assert result.stdout == b""
 
 
-async def test_an_interpreter_that_cannot_allocate_is_reported_as_out_of_memory(
+async def test_an_interpreter_given_too_little_memory_is_reported_as_out_of_memory(
     wasm_sandbox: WasmSandbox, probe_app: Target
 ) -> None:
-    # 32 MiB is too little for the shim's 64 MiB stdin buffer: CPython dies of MemoryError.
-    result = await wasm_sandbox.run(probe_app, call("look-around"), Limits(memory_mb=32))
-    assert not result.ok and result.exit_code == 1
-    assert result.error == "out of memory (limit 32 MiB): exited with code 1"
-    assert result.stderr.rstrip().endswith(b"MemoryError")
+    result = await wasm_sandbox.run(probe_app, call("look-around"), Limits(memory_mb=4))
+    assert not result.ok and result.error is not None
+    assert result.error.startswith("out of memory (limit 4 MiB)"), result.error
