@@ -45,6 +45,9 @@ class Outcome:
     duration_ms: float
 
 
+#: Largest table a guest may have (elements; 8 bytes each on the host).
+MAX_TABLE_ELEMENTS = 1_000_000
+
 #: ``Outcome.error`` when the sandbox closed or the caller was cancelled mid-run.
 STOPPED = "stopped: the sandbox was closed or the call cancelled"
 
@@ -75,7 +78,9 @@ def run_guest(
     _wasm_host.begin_call(state)
     try:
         store.set_wasi(_wasi_config(spec, request))
-        store.set_limits(memory_size=limits.memory_mb * MiB)
+        # One memory of at most memory_mb; tables are host memory too (8 bytes an element).
+        store.set_limits(memory_size=limits.memory_mb * MiB, table_elements=MAX_TABLE_ELEMENTS,
+                         instances=1, tables=4, memories=1)
         _wasm_host.watch_store(store)
         if engine.fuel is not None:
             store.set_fuel(engine.fuel)

@@ -170,3 +170,9 @@ async def test_closing_the_sandbox_mid_run_stops_the_guest_and_says_so(wasm_cach
     for run in runs:
         with pytest.raises(SandboxError, match="closed during the run"):
             await run
+
+
+async def test_a_module_asking_for_a_huge_table_does_not_start(wasm_sandbox: WasmSandbox, tmp_path: Path) -> None:
+    target = fx.wat_target(tmp_path, '(module (table 100000000 funcref) (func (export "_start")))')
+    result = await wasm_sandbox.run(target, b"", Limits())
+    assert not result.ok and result.error is not None and result.error.startswith("cannot start:"), result.error
