@@ -32,7 +32,8 @@ from bus._nats_support import REF_HEADER, translate
 from bus.base import BusError, ConsumerSpec, Message
 
 if TYPE_CHECKING:
-    from bus.nats import NatsBus, StreamFacts
+    from bus._nats_streams import StreamFacts
+    from bus.nats import NatsBus
 
 log = logging.getLogger("bus.nats")
 

@@ -42,7 +42,6 @@ import math
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import nats.aio.client
@@ -61,28 +60,13 @@ from bus._names import (
 )
 from bus._nats_consumer import NatsConsumer
 from bus._nats_kv import NatsKeyValue
+from bus._nats_streams import SCHED_PREFIX, StreamFacts, stream_config, stream_facts
 from bus._nats_support import REF_HEADER, Payloads, translate
 from bus.base import Bus, BusError, Consumer, ConsumerSpec, KeyValue, OutMsg, PubAck, StreamSpec
 
 log = logging.getLogger("bus.nats")
 
-SCHED_PREFIX = "_sluice.sched"
-_NS = 1_000_000_000
 _STREAM_IN_USE = 10058  # JetStream: "stream name already in use with a different configuration"
-
-
-@dataclass(frozen=True)
-class StreamFacts:
-    """What the driver needs to know about a stream, from its live config."""
-
-    name: str
-    subjects: tuple[str, ...]  # the caller's subjects, without the schedule subject
-    work_queue: bool
-    allow_schedules: bool
-
-    @property
-    def sched_subject(self) -> str:
-        return f"{SCHED_PREFIX}.{self.name}.>"
 
 
 class NatsBus(Bus):
@@ -130,7 +114,8 @@ class NatsBus(Bus):
         try:
             await asyncio.wait_for(
                 nc.connect(
-                    servers=servers, name=self._name, max_reconnect_attempts=-1, reconnect_time_wait=0.5,  # type: ignore[arg-type]  # a float works
+                    servers=servers, name=self._name, max_reconnect_attempts=-1,
+                    reconnect_time_wait=0.5,  # type: ignore[arg-type]  # typed int, a float works
                     connect_timeout=2, error_cb=self._on_error, disconnected_cb=self._on_disconnect,
                     reconnected_cb=self._on_reconnect,
                 ),
@@ -200,21 +185,7 @@ class NatsBus(Bus):
             raise BusError(f"stream {spec.name!r} needs at least one subject")
         for subject in spec.subjects:
             check_subject(subject, wildcards=True)
-        subjects = list(spec.subjects)
-        if spec.allow_schedules:
-            subjects.append(f"{SCHED_PREFIX}.{spec.name}.>")
-        config: dict[str, Any] = {
-            "name": spec.name,
-            "subjects": subjects,
-            "retention": "workqueue" if spec.work_queue else "limits",
-            "storage": "file",
-            "num_replicas": self._replicas,
-            "discard": "old",
-            "duplicate_window": int(spec.dedupe_window_s * _NS),
-            "max_age": int(spec.max_age_s * _NS) if spec.max_age_s is not None else 0,
-        }
-        if spec.allow_schedules:
-            config["allow_msg_schedules"] = True
+        config = stream_config(spec, self._replicas)
         what = f"create stream {spec.name!r}"
         try:
             answer = await self._api(what, f"STREAM.CREATE.{spec.name}", config)
@@ -222,15 +193,15 @@ class NatsBus(Bus):
             if f"(code {_STREAM_IN_USE})" not in str(err):
                 raise
             answer = await self._api(f"update stream {spec.name!r}", f"STREAM.UPDATE.{spec.name}", config)
-        self._streams[spec.name] = _facts(answer["config"])
+        self._streams[spec.name] = stream_facts(answer["config"])
 
-    async def stream_facts(self, name: str) -> StreamFacts:
+    async def facts(self, name: str) -> StreamFacts:
         """The stream's subjects and kind (cached; read from the server the first time)."""
         facts = self._streams.get(name)
         if facts is None:
             check_stream_name(name)
             answer = await self._api(f"read stream {name!r}", f"STREAM.INFO.{name}")
-            facts = self._streams[name] = _facts(answer["config"])
+            facts = self._streams[name] = stream_facts(answer["config"])
         return facts
 
     async def _stream_holding(self, subject: str) -> StreamFacts:
@@ -241,7 +212,7 @@ class NatsBus(Bus):
         names = answer.get("streams") or []
         if not names:
             raise BusError(f"publish to {subject!r}: no stream holds this subject")
-        return await self.stream_facts(names[0])
+        return await self.facts(names[0])
 
     # publishing
 
@@ -346,7 +317,7 @@ class NatsBus(Bus):
             raise BusError(f"consumer {spec.durable!r}: ack_wait_s and max_ack_pending must be positive, "
                            "max_deliver positive or -1")
         try:
-            facts = await self.stream_facts(spec.stream)
+            facts = await self.facts(spec.stream)
         except BusError as err:
             raise BusError(f"consumer {spec.durable!r}: no stream named {spec.stream!r} ({err})") from err
         filters: list[str] = []
@@ -379,17 +350,6 @@ class NatsBus(Bus):
         """The nats-py JetStream context (for the driver's own modules)."""
         self.check_open()
         return self._js
-
-
-def _facts(config: Mapping[str, Any]) -> StreamFacts:
-    name = str(config["name"])
-    prefix = f"{SCHED_PREFIX}.{name}."
-    return StreamFacts(
-        name=name,
-        subjects=tuple(s for s in config.get("subjects", []) if not s.startswith(prefix)),
-        work_queue=config.get("retention") == "workqueue",
-        allow_schedules=bool(config.get("allow_msg_schedules")),
-    )
 
 
 async def _close_quietly(nc: Any) -> None:
