@@ -19,7 +19,7 @@ import os
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -112,20 +112,26 @@ class WasmEngine:
         """Where the compiled form of the module with sha256 ``digest`` is kept."""
         return self.cache_dir / "modules" / f"{digest}-wasmtime{WASMTIME_VERSION}-{self._flags}.cwasm"
 
-    def load(self, source: bytes, name: str, digest: str | None = None) -> wasmtime.InstancePre:
+    def load(
+        self, source: bytes | Callable[[], bytes], name: str, digest: str | None = None
+    ) -> wasmtime.InstancePre:
         """A module ready to instantiate, from memory, the disk cache, or compiled now.
 
-        ``source`` is a wasm binary or WAT text; ``name`` names it in errors.
-        Raises :class:`SandboxError` if it does not compile or needs imports other than WASI.
+        ``source`` is a wasm binary or WAT text, or a function returning it (then called
+        only to compile, and ``digest``, its sha256, is required); ``name`` names it in
+        errors. Raises :class:`SandboxError` if it does not compile or needs imports
+        other than WASI.
         """
-        digest = digest or hashlib.sha256(source).hexdigest()
+        if digest is None:
+            assert isinstance(source, bytes), "a lazy source needs its digest"
+            digest = hashlib.sha256(source).hexdigest()
         with self._lock:
             pre = self._pres.get(digest)
         if pre is not None:
             return pre
         module = self._deserialize(self.cache_path(digest))
         if module is None:
-            module = self._compile(source, name)
+            module = self._compile(source if isinstance(source, bytes) else source(), name)
             self._store(module, self.cache_path(digest))
         try:
             pre = self.linker.instantiate_pre(module)

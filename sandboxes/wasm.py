@@ -167,7 +167,8 @@ class WasmSandbox:
             pre = engine.load(path.read_bytes(), name=str(path))
             spec = GuestSpec(argv=(path.name,), env=tuple(target.env.items()))
         else:
-            pre = engine.load(_wasm_python.interpreter_bytes(), "CPython for WASI",
+            _wasm_python.verified(_wasm_python.INTERPRETER)  # the pin, even when the cache has it
+            pre = engine.load(_wasm_python.interpreter_bytes, "CPython for WASI",
                               digest=_wasm_python.PINNED[_wasm_python.INTERPRETER])
             if self._bundle is None:
                 self._bundle = _wasm_python.bundle(self.cache_dir)

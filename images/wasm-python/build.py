@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         bundle = _wasm_python.bundle(cache_dir)
         engine = WasmEngine(cache_dir)
         digest = _wasm_python.PINNED[_wasm_python.INTERPRETER]
-        engine.load(_wasm_python.interpreter_bytes(), "CPython for WASI", digest=digest)
+        engine.load(_wasm_python.interpreter_bytes, "CPython for WASI", digest=digest)
     except (SandboxError, OSError) as exc:
         print(f"wasm-python: {exc}", file=sys.stderr)
         return 1
