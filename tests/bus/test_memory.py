@@ -116,3 +116,13 @@ def test_subjects_match_and_overlap_as_on_nats() -> None:
     assert subject_matches("a.b", "a.b") and not subject_matches("a.b", "a.c")
     assert patterns_overlap("a.*", "a.b") and patterns_overlap("a.>", "*.b.c")
     assert not patterns_overlap("a.b", "a.b.c") and not patterns_overlap("a.>", "a")
+
+
+def test_open_bus_picks_the_driver_by_url() -> None:
+    from bus import open_bus
+    from bus.nats import NatsBus
+
+    assert isinstance(open_bus("memory://"), MemoryBus)
+    assert isinstance(open_bus("nats://127.0.0.1:4222,nats://127.0.0.1:4223", name="node-1"), NatsBus)
+    with pytest.raises(BusError, match="unknown bus URL"):
+        open_bus("redis://localhost")
