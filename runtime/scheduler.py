@@ -86,11 +86,12 @@ class Scheduler:
                     state = existing  # created before a crash: make sure its job exists
                 created.append(state)
                 jobs.append(job_message(state))
-        if jobs:
-            await self._bus.publish_batch(jobs)
         await self._history.record_events([{**e, "received_at": received} for e in events])
         for state in created:
             await self._history.record_run(state.row())
+        if jobs:
+            await self._bus.publish_batch(jobs)
+        for state in created:
             log.info("run queued", run_id=state.id, function=state.function, event_id=state.event["id"])
         return created
 
