@@ -11,6 +11,7 @@ import contextlib
 import signal
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import structlog
 from aiohttp import web
@@ -20,7 +21,7 @@ from runtime.api import Api
 from runtime.executor import Executor
 from runtime.history import History
 from runtime.limits import RuntimeLimits
-from runtime.registry import AppSource, Registry, RegistryError
+from runtime.registry import AppSource, Registry, RegistryError, discover
 from runtime.scheduler import Scheduler
 from runtime.state import RunStore
 from runtime.streams import RUNS_BUCKET, events_stream, steps_stream
@@ -135,7 +136,7 @@ async def wait_for_signal() -> None:
             loop.remove_signal_handler(sig)
 
 
-def run_node(*, nats: str, history: str, host: str = "127.0.0.1", port: int = 8288,
+def run_node(*, nats: str, history: str, apps: Sequence[Path] = (), host: str = "127.0.0.1", port: int = 8288,
              roles: Collection[str] = ROLES, sandbox: str = "docker",
              event_keys: Collection[str] | None = None) -> None:
     """Run a fleet node until SIGINT/SIGTERM (``sluice node``)."""
@@ -151,6 +152,8 @@ def run_node(*, nats: str, history: str, host: str = "127.0.0.1", port: int = 82
                     bus=open_bus(nats), history=History(history),
                     sandboxes={name: open_sandbox(name) for name in names})
         await node.start()
+        for app_dir in apps:
+            await node.load_apps(discover(app_dir, sandbox))
         log.info("node started", url=node.url or None, roles=sorted(roles))
         try:
             await wait_for_signal()
