@@ -39,6 +39,8 @@ if TYPE_CHECKING:
 
 USAGE = "usage: python -m sluice.shim [--app-dir DIR] [--entry MODULE:ATTR] [--serve | --socket PATH]"
 EXIT_OK, EXIT_CRASH, EXIT_BAD_INPUT = 0, 1, 2
+#: How much of a one-shot request is read at a time (bytes); see ``_read_request``.
+READ_CHUNK_BYTES = 64 * 1024
 
 
 class LoadError(Exception):
@@ -212,9 +214,25 @@ def _respond(loaded: _Loaded, request: dict[str, Any]) -> bytes:
     return body
 
 
+def _read_request(stream: IO[bytes]) -> bytes | None:
+    """All of ``stream`` up to EOF, or ``None`` once it passes ``MAX_FRAME_BYTES``.
+
+    Read in ``READ_CHUNK_BYTES`` pieces, never ``read(MAX_FRAME_BYTES + 1)``: CPython
+    allocates a read's whole size up front, and under WASM those 64 MiB are real guest
+    memory, which would fail every call given less. At most MAX_FRAME_BYTES / chunk + 2 reads.
+    """
+    buf = bytearray()
+    while len(buf) <= MAX_FRAME_BYTES:
+        chunk = stream.read(READ_CHUNK_BYTES)
+        if not chunk:
+            return bytes(buf)
+        buf += chunk
+    return None
+
+
 def _one_shot(opts: _Options, proto_in: IO[bytes], proto_out: IO[bytes]) -> int:
-    data = proto_in.read(MAX_FRAME_BYTES + 1)
-    if len(data) > MAX_FRAME_BYTES:
+    data = _read_request(proto_in)
+    if data is None:
         _say(f"bad request: over {MAX_FRAME_BYTES} bytes")
         return EXIT_BAD_INPUT
     try:
