@@ -48,9 +48,8 @@ async def _main(app_dir: Path, *, host: str, port: int, sandbox: str, data_dir: 
             bus=NatsBus(server.url), history=History(f"sqlite:///{(data_dir / 'history.db').resolve()}"),
             sandboxes=sandboxes,
         )
-        await node.start()
+        await node.start(discover(app_dir, sandbox))
         try:
-            await node.load_apps(discover(app_dir, sandbox))
             _banner(node, app_dir)
             watcher = asyncio.create_task(_watch(node, app_dir, sandbox)) if reload else None
             await wait_for_signal()

@@ -61,12 +61,15 @@ class Node:
         self._ready = False
         self.url = ""
 
-    async def start(self) -> None:
+    async def start(self, apps: Sequence[AppSource] = ()) -> None:
+        """Start every role. ``apps`` are registered first: a scheduler that took events
+        before knowing its functions would match them to nothing."""
         await self.bus.start()
         await self.bus.ensure_stream(events_stream(self.config.limits))
         await self.bus.ensure_stream(steps_stream(self.config.limits))
         runs = RunStore(await self.bus.kv(RUNS_BUCKET), max_bytes=self.config.limits.run_state_bytes)
         await self.history.start()
+        await self.load_apps(apps)
         if "scheduler" in self.config.roles:
             self._scheduler = Scheduler(self.bus, runs, self.registry, self.history)
             await self._scheduler.start()
@@ -151,9 +154,7 @@ def run_node(*, nats: str, history: str, apps: Sequence[Path] = (), host: str = 
         node = Node(NodeConfig(host=host, port=port, roles=roles, event_keys=event_keys),
                     bus=open_bus(nats), history=History(history),
                     sandboxes={name: open_sandbox(name) for name in names})
-        await node.start()
-        for app_dir in apps:
-            await node.load_apps(discover(app_dir, sandbox))
+        await node.start([src for app_dir in apps for src in discover(app_dir, sandbox)])
         log.info("node started", url=node.url or None, roles=sorted(roles))
         try:
             await wait_for_signal()

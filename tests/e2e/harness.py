@@ -60,12 +60,12 @@ class DevServer:
 
     def start(self, *, expect_functions: int = 1, timeout: float = 90) -> DevServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [SLUICE, "dev", str(self.app_dir), "--port", str(self.port), "--sandbox", self.sandbox,
-             "--data-dir", str(self.data_dir), "--no-reload"],
-            stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=ROOT, start_new_session=True,
-        )
+        with self.log_path.open("ab") as log:  # the child keeps its own copy of the descriptor
+            self.proc = subprocess.Popen(
+                [SLUICE, "dev", str(self.app_dir), "--port", str(self.port), "--sandbox", self.sandbox,
+                 "--data-dir", str(self.data_dir), "--no-reload"],
+                stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=ROOT, start_new_session=True,
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

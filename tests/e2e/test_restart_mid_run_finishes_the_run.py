@@ -30,7 +30,7 @@ def test_a_run_survives_a_kill_9_of_the_dev_server_and_records_each_step_once(
 
     again = dev_server(APP, port=dev.port)
     [run] = again.wait_runs_for(ev, 1, timeout=90)
-    assert run["status"] == "completed", run
+    assert run["status"] == "completed", (run["error"], run["steps"])
     assert run["output"] == [1, 2, 3]
     completed = Counter(s["step_id"] for s in run["steps"] if s["status"] == "completed")
     assert len(completed) == 3
