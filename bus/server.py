@@ -69,6 +69,20 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: ask Linux to SIGTERM it when its parent dies.
+
+    A dev server killed with SIGKILL runs no clean-up; without this its nats-server
+    would live on holding the store, and the next ``sluice dev`` would start a second
+    server on the same directory.
+    """
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 class NatsServer:
     """One ``nats-server -js`` process. Lifecycle: ``start`` / ``stop`` (twice is safe), or ``async with``.
 
@@ -142,7 +156,8 @@ class NatsServer:
         offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         with open(self.log_path, "ab") as log:  # noqa: ASYNC230 -- a local file, opened once
             self._proc = await asyncio.create_subprocess_exec(
-                *args, stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=asyncio.subprocess.STDOUT
+                *args, stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=asyncio.subprocess.STDOUT,
+                preexec_fn=_die_with_parent,
             )
         deadline = time.monotonic() + self._start_timeout_s
         while time.monotonic() < deadline:
