@@ -16,3 +16,11 @@ def always_fails(ctx: sluice.Context) -> str:
 @app.function(id="fine", trigger=sluice.event("test/fine"))
 def fine(ctx: sluice.Context) -> dict:
     return {"ok": ctx.step.run("one", lambda: 1)}
+
+
+@app.function(id="big-state", trigger=sluice.event("test/big"))
+def big_state(ctx: sluice.Context) -> dict:
+    # Two 700 KB step outputs: the run's state (~1.4 MB) is past NATS's 1 MB message size.
+    a = ctx.step.run("first-blob", lambda: "a" * 700_000)
+    b = ctx.step.run("second-blob", lambda: "b" * 700_000)
+    return {"sizes": [len(a), len(b)]}
