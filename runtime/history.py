@@ -1,96 +1,174 @@
-"""History: events, runs and step attempts, kept for querying (SQLite, one file).
+"""History: events, runs and step attempts, kept for people to query.
 
-Run *state* lives in JetStream KV; this is the record a user queries: what happened,
-when, with what output. Writes are cheap for the caller — they are queued and one
-writer thread commits them in batches (one transaction per batch) — so recording
-never blocks the executor's hot path. Reads run on their own connection in a thread.
-WAL mode lets reads and the writer proceed together.
+Run *state* lives in JetStream KV; this is the record a user reads: what happened,
+when, with what output. Writes cost the caller microseconds — they are serialized to
+JSON, queued, and committed in batches by one writer thread
+(:mod:`runtime._history_writer`) — so recording never blocks the executor's hot path.
+Reads run on their own connections in two reader threads. WAL mode lets them read
+while the writer commits. All SQL is in :mod:`runtime._history_sql`.
 
-URLs: ``sqlite:///abs/path.db``, ``sqlite://:memory:`` or a plain file path.
+URLs: ``sqlite:///abs/path.db`` (``sqlite:////abs/path.db`` too), ``sqlite://:memory:``
+or a plain file path. Times are ints, ms since the epoch. Outputs, errors and event
+data are stored as JSON text; a value that is not JSON-able is stored as its ``repr``.
+
+Usage::
+
+    async with History("sqlite:///var/lib/sluice/history.db") as history:
+        await history.record_run({...})
+        await history.flush()          # only needed to read your own writes at once
+        rows, cursor = await history.list_runs(status="failed")
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import queue
 import sqlite3
 import threading
+import time
+import uuid
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from runtime import _history_sql as sql
+from runtime._history_writer import Writer
 
-_BATCH = 512
+T = TypeVar("T")
+
+BUSY_TIMEOUT_MS = 5000
+READERS = 2
+# Queued writes past which a writer call waits for the writer to catch up, so a
+# writer that falls behind slows its callers instead of growing memory without end.
+HIGH_WATER = 50_000
+MAX_LIMIT = 1000
 
 
-def _json(value: Any) -> str | None:
-    return None if value is None else json.dumps(value, separators=(",", ":"), default=repr)
+def parse_url(url: str) -> str:
+    """The SQLite database path in ``url`` (``":memory:"`` for memory).
+
+    ``ValueError`` naming the URL (password hidden) for anything else.
+    """
+    if url.startswith("sqlite://"):
+        rest = url[len("sqlite://"):]
+        if rest in (":memory:", "/:memory:"):
+            return ":memory:"
+        if rest.startswith("/") and rest.strip("/"):
+            return "/" + rest.lstrip("/")
+        raise ValueError(f"history URL {url!r} has no absolute path: use sqlite:///absolute/path.db "
+                         "or sqlite://:memory:")
+    if not url or "://" in url:
+        raise ValueError(f"history URL {_redact(url)!r} is not supported: use sqlite:///absolute/path.db, "
+                         "sqlite://:memory: or a file path")
+    return url
+
+
+def _redact(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, host = rest.rpartition("@")
+    if sep and at and ":" in userinfo:
+        return f"{scheme}://{userinfo.split(':', 1)[0]}:***@{host}"
+    return url
+
+
+def to_json(value: Any) -> str | None:
+    """JSON text for ``value`` (``None`` stays SQL NULL); never raises.
+
+    Values inside that JSON cannot hold (bytes, sets, dates) become their ``repr``;
+    a value that cannot be encoded at all (NaN, a cycle, non-string keys) is stored as
+    one ``repr`` string.
+    """
+    if value is None:
+        return None
+    try:
+        return json.dumps(value, separators=(",", ":"), allow_nan=False, default=repr)
+    except (ValueError, TypeError, RecursionError):
+        return json.dumps(repr(value)[:65536])
 
 
 def _load(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
 
-def sqlite_path(url: str) -> str:
-    """The database path in ``url``; ``ValueError`` naming it if it is not a SQLite URL."""
-    if url.startswith("sqlite://"):
-        rest = url[len("sqlite://"):]
-        if rest == ":memory:" or rest == "/:memory:":
-            return ":memory:"
-        if rest.startswith("/") and len(rest) > 1:
-            return rest
-        raise ValueError(f"history URL {url!r}: use sqlite:///absolute/path.db or sqlite://:memory:")
-    if "://" in url or not url:
-        raise ValueError(f"history URL {url!r} is not supported: use sqlite:///absolute/path.db")
-    return url
-
-
 class History:
+    """The history store. ``start`` before use; ``close`` (safe twice) commits what is queued."""
+
     def __init__(self, url: str) -> None:
-        self._path = sqlite_path(url)
-        if self._path == ":memory:":
-            # One shared in-memory database for the writer and the reader.
-            self._path = f"file:sluice-history-{id(self):x}?mode=memory&cache=shared"
-        self._queue: queue.SimpleQueue[tuple[str, tuple[Any, ...]] | Future[None] | None] = queue.SimpleQueue()
-        self._writer: threading.Thread | None = None
-        self._reader: sqlite3.Connection | None = None
+        path = parse_url(url)
+        self._memory = path == ":memory:"
+        # One named in-memory database, shared by the writer's and the readers' connections.
+        self._path = f"file:sluice-history-{uuid.uuid4().hex}?mode=memory&cache=shared" if self._memory else path
+        self._writer: Writer | None = None
+        self._readers: ThreadPoolExecutor | None = None
+        self._local = threading.local()
+        self._conns: list[sqlite3.Connection] = []
+        self._conns_lock = threading.Lock()
         self._keepalive: sqlite3.Connection | None = None
-        self._read_lock = threading.Lock()
-        self._started = False
+        self._state = "new"  # new -> started -> closing -> closed
+        self._closing: asyncio.Future[None] | None = None
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self._path, uri=self._path.startswith("file:"), check_same_thread=False,
-                               isolation_level=None)
-        conn.execute("PRAGMA busy_timeout = 5000")
+        conn = sqlite3.connect(self._path, uri=self._memory, check_same_thread=False, isolation_level=None)
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         return conn
 
+    # --- lifecycle --------------------------------------------------------------------
+
     async def start(self) -> None:
-        if self._started:
+        """Open the database and create its schema. ``RuntimeError`` naming the path if it cannot."""
+        if self._state == "started":
             return
-        if not self._path.startswith("file:"):
-            await asyncio.to_thread(Path(self._path).parent.mkdir, parents=True, exist_ok=True)
-        self._keepalive = await asyncio.to_thread(self._connect)
-        await asyncio.to_thread(sql.create_schema, self._keepalive)
-        self._reader = await asyncio.to_thread(self._connect)
-        self._writer = threading.Thread(target=self._write_loop, name="sluice-history", daemon=True)
+        if self._state == "closed":
+            raise RuntimeError("history is closed; make a new History")
+        await asyncio.to_thread(self._open)
+        self._readers = ThreadPoolExecutor(READERS, thread_name_prefix="sluice-history-read")
+        self._writer = Writer(self._connect)
         self._writer.start()
-        self._started = True
+        self._state = "started"
+
+    def _open(self) -> None:
+        try:
+            if not self._memory:
+                Path(self._path).parent.mkdir(parents=True, exist_ok=True)
+            conn = self._connect()
+            try:
+                sql.create_schema(conn)
+            except BaseException:
+                conn.close()
+                raise
+        except (OSError, sqlite3.Error) as exc:
+            raise RuntimeError(f"cannot open the history database {self._path}: {exc}") from exc
+        # A memory database lives while a connection is open; a file one needs none kept.
+        if self._memory:
+            self._keepalive = conn
+        else:
+            conn.close()
 
     async def close(self) -> None:
-        if not self._started:
-            return
-        self._started = False
-        await self.flush_queue_only()
-        self._queue.put(None)
-        if self._writer is not None:
-            await asyncio.to_thread(self._writer.join)
-        for conn in (self._reader, self._keepalive):
-            if conn is not None:
-                conn.close()
-        self._reader = self._keepalive = None
+        """Commit every queued write, then close. Safe to call twice, or concurrently."""
+        if self._closing is None:
+            if self._state != "started":
+                self._state = "closed"
+                return
+            self._closing = asyncio.ensure_future(self._close())
+        await asyncio.shield(self._closing)
+
+    async def _close(self) -> None:
+        self._state = "closing"
+        writer, readers = self._writer, self._readers
+        if writer is not None:
+            await asyncio.to_thread(writer.stop)
+        if readers is not None:
+            await asyncio.to_thread(readers.shutdown, True)
+        with self._conns_lock:
+            conns, self._conns = self._conns, []
+        for conn in conns:
+            conn.close()
+        if self._keepalive is not None:
+            self._keepalive.close()
+            self._keepalive = None
+        self._state = "closed"
 
     async def __aenter__(self) -> History:
         await self.start()
@@ -99,99 +177,93 @@ class History:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    # --- writes ---------------------------------------------------------------------
+    @property
+    def failed_writes(self) -> int:
+        """Writes dropped because the database refused them (each is logged)."""
+        return self._writer.failed if self._writer is not None else 0
+
+    # --- writes: validate and serialize here, commit on the writer thread ---------------
 
     async def record_events(self, events: list[dict[str, Any]]) -> None:
+        """Record received events; an id already recorded is ignored.
+
+        Each: ``{"id", "name", "data": dict, "ts", "received_at"}`` (ms); other keys
+        (``user``, ``v``) are kept and given back by :meth:`get_event`.
+        """
+        for ev in events:  # all or nothing: check every event before queueing any
+            _require(ev, "event", ("id", "name"))
+        now = _now_ms()
         for ev in events:
-            self._put(sql.INSERT_EVENT, (ev["id"], ev["name"], _json(ev.get("data") or {}), ev.get("ts"),
-                                         ev.get("received_at"), _json(ev)))
+            received = _first(ev.get("received_at"), ev.get("ts"), now)
+            extra = {k: v for k, v in ev.items() if k not in ("id", "name", "data", "ts", "received_at")}
+            await self._put(sql.INSERT_EVENT, (
+                ev["id"], ev["name"], to_json(ev.get("data") or {}), _first(ev.get("ts"), received), received,
+                to_json(extra) if extra else None,
+            ))
 
     async def record_run(self, run: dict[str, Any]) -> None:
-        self._put(sql.UPSERT_RUN, (
-            run["id"], run["function"], run["app"], run.get("event_id"), run["status"], run.get("created_at"),
-            run.get("started_at"), run.get("ended_at"), _json(run.get("output")), _json(run.get("error")),
-            run.get("attempt", 0),
+        """Insert a run or update its status, times, output and error.
+
+        A final status (completed, failed, cancelled) is never overwritten, and
+        ``queued`` never overwrites a later status, so late writes are harmless.
+        """
+        _require(run, "run", ("id", "function", "status"))
+        app = run.get("app") or run["function"].split("/", 1)[0]
+        await self._put(sql.UPSERT_RUN, (
+            run["id"], run["function"], app, run.get("event_id"), run["status"],
+            _first(run.get("created_at"), _now_ms()), run.get("started_at"), run.get("ended_at"),
+            to_json(run.get("output")), to_json(run.get("error")), run.get("attempt") or 0,
         ))
 
     async def record_step(self, run_id: str, step: dict[str, Any]) -> None:
-        self._put(sql.UPSERT_STEP, (
-            run_id, step["step_id"], step["name"], step.get("attempt", 0), step["status"],
-            _json(step.get("output")), _json(step.get("error")), step.get("started_at"), step.get("ended_at"),
-            step.get("duration_ms"), _json(step.get("timings") or {}), step.get("logs") or "",
+        """Record one step attempt; the same (run, step_id, attempt) again replaces it.
+
+        ``step``: ``{"step_id", "name", "attempt", "status": "completed"|"failed"|"retrying",
+        "output", "error": dict|None, "started_at", "ended_at", "duration_ms",
+        "timings": {name: ms}, "logs": str}``.
+        """
+        _require(step, "step", ("step_id", "status"))
+        await self._put(sql.UPSERT_STEP, (
+            run_id, step["step_id"], step.get("name") or step["step_id"], step.get("attempt") or 0, step["status"],
+            to_json(step.get("output")), to_json(step.get("error")), step.get("started_at"), step.get("ended_at"),
+            step.get("duration_ms"), to_json(step.get("timings") or {}), step.get("logs") or "",
         ))
 
     async def flush(self) -> None:
-        """Wait until everything recorded so far is committed."""
-        await self.flush_queue_only()
+        """Wait until everything recorded so far is committed (or dropped and logged)."""
+        if self._writer is not None:
+            await asyncio.wrap_future(self._writer.barrier())
 
-    async def flush_queue_only(self) -> None:
-        if self._writer is None or not self._writer.is_alive():
-            return
-        done: Future[None] = Future()
-        self._queue.put(done)
-        await asyncio.wrap_future(done)
+    async def _put(self, statement: str, params: tuple[Any, ...]) -> None:
+        if self._state != "started" or self._writer is None:
+            raise RuntimeError(f"history is {self._state}, not started: call start() first")
+        self._writer.put(statement, params)
+        if self._writer.pending > HIGH_WATER:
+            await self.flush()
 
-    def _put(self, statement: str, params: tuple[Any, ...]) -> None:
-        if not self._started:
-            raise RuntimeError("history is not started")
-        self._queue.put((statement, params))
+    # --- reads: on the reader threads, each with its own connection ---------------------
 
-    def _write_loop(self) -> None:
-        conn = self._connect()
-        try:
-            while True:
-                item = self._queue.get()
-                batch: list[tuple[str, tuple[Any, ...]]] = []
-                waiters: list[Future[None]] = []
-                stop = False
-                while True:
-                    if item is None:
-                        stop = True
-                    elif isinstance(item, Future):
-                        waiters.append(item)
-                    else:
-                        batch.append(item)
-                    if stop or len(batch) >= _BATCH:
-                        break
-                    try:
-                        item = self._queue.get_nowait()
-                    except queue.Empty:
-                        break
-                if batch:
-                    self._commit(conn, batch)
-                for w in waiters:
-                    w.set_result(None)
-                if stop:
-                    return
-        finally:
-            conn.close()
+    def _reader_conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            if self._memory:
+                # Shared-cache memory databases lock tables, not files: without this a
+                # read during the writer's transaction fails at once with "locked".
+                conn.execute("PRAGMA read_uncommitted = 1")
+            self._local.conn = conn
+            with self._conns_lock:
+                self._conns.append(conn)
+        return conn
 
-    @staticmethod
-    def _commit(conn: sqlite3.Connection, batch: list[tuple[str, tuple[Any, ...]]]) -> None:
-        conn.execute("BEGIN")
-        try:
-            for statement, params in batch:
-                conn.execute(statement, params)
-            conn.execute("COMMIT")
-        except Exception:
-            conn.execute("ROLLBACK")
-            # One bad row must not lose the batch: retry them one by one.
-            for statement, params in batch:
-                try:
-                    conn.execute(statement, params)
-                except sqlite3.Error:
-                    continue
-
-    # --- reads ----------------------------------------------------------------------
-
-    async def _read(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
-        def run() -> Any:
-            assert self._reader is not None, "history is not started"
-            with self._read_lock:
-                return fn(self._reader)
-        return await asyncio.to_thread(run)
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._state != "started" or self._readers is None:
+            raise RuntimeError(f"history is {self._state}, not started: call start() first")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._readers, lambda: fn(self._reader_conn()))
 
     async def get_event(self, event_id: str) -> dict[str, Any] | None:
+        """The event, with ``"runs"``: the runs it started (oldest first); ``None`` if unknown."""
         def q(conn: sqlite3.Connection) -> dict[str, Any] | None:
             row = conn.execute(sql.SELECT_EVENT, (event_id,)).fetchone()
             if row is None:
@@ -199,28 +271,38 @@ class History:
             event = _event_row(row)
             event["runs"] = [_run_row(r) for r in conn.execute(sql.SELECT_RUNS_OF_EVENT, (event_id,))]
             return event
-        result: dict[str, Any] | None = await self._read(q)
-        return result
+        return await self._read(q)
 
     async def list_events(self, *, name: str | None = None, limit: int = 50,
                           cursor: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
-        _check_limit(limit)
-        where, params = sql.filters({"name": name}, cursor, "received_at")
-        rows = await self._read(lambda c: c.execute(sql.SELECT_EVENTS.format(where=where), (*params, limit + 1))
-                                .fetchall())
+        """Events newest first (by receive time), and a cursor for the next page or ``None``.
+
+        ``ValueError`` for a limit outside 1..1000 or a cursor this store did not give.
+        """
+        rows = await self._page("events", "received_at", {"name": name}, limit, cursor)
         items = [_event_row(r) for r in rows[:limit]]
-        return items, (sql.make_cursor(rows[limit - 1]) if len(rows) > limit else None)
+        return items, _next_cursor(rows, limit, time_index=4)
 
     async def list_runs(self, *, function: str | None = None, status: str | None = None, limit: int = 50,
                         cursor: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
-        _check_limit(limit)
-        where, params = sql.filters({"function": function, "status": status}, cursor, "created_at")
-        rows = await self._read(lambda c: c.execute(sql.SELECT_RUNS.format(where=where), (*params, limit + 1))
-                                .fetchall())
+        """Runs newest first (by creation time), and a cursor for the next page or ``None``.
+
+        ``ValueError`` for a limit outside 1..1000 or a cursor this store did not give.
+        """
+        rows = await self._page("runs", "created_at", {"function": function, "status": status}, limit, cursor)
         items = [_run_row(r) for r in rows[:limit]]
-        return items, (sql.make_cursor(rows[limit - 1]) if len(rows) > limit else None)
+        return items, _next_cursor(rows, limit, time_index=5)
+
+    async def _page(self, table: str, time_col: str, equal: dict[str, str | None], limit: int,
+                    cursor: str | None) -> list[tuple[Any, ...]]:
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
+            raise ValueError(f"limit must be an integer from 1 to {MAX_LIMIT}, not {limit!r}")
+        query, params = sql.select_page(table, time_col, equal, cursor)
+        # One row more than asked says whether there is a next page.
+        return await self._read(lambda c: c.execute(query, (*params, limit + 1)).fetchall())
 
     async def get_run(self, run_id: str) -> dict[str, Any] | None:
+        """The run with ``"steps"``: every attempt, ordered by start time then attempt; ``None`` if unknown."""
         def q(conn: sqlite3.Connection) -> dict[str, Any] | None:
             row = conn.execute(sql.SELECT_RUN, (run_id,)).fetchone()
             if row is None:
@@ -228,30 +310,49 @@ class History:
             run = _run_row(row)
             run["steps"] = [_step_row(r) for r in conn.execute(sql.SELECT_STEPS, (run_id,))]
             return run
-        result: dict[str, Any] | None = await self._read(q)
-        return result
+        return await self._read(q)
 
 
-def _check_limit(limit: int) -> None:
-    if not 1 <= limit <= 1000:
-        raise ValueError(f"limit must be from 1 to 1000, not {limit}")
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _first(*values: Any) -> Any:
+    """The first value that is not None (0 is a time like any other)."""
+    return next(v for v in values if v is not None)
+
+
+def _require(doc: dict[str, Any], what: str, keys: tuple[str, ...]) -> None:
+    if not isinstance(doc, dict):
+        raise TypeError(f"a {what} must be a dict, not {type(doc).__name__}")
+    for key in keys:
+        if doc.get(key) is None:
+            raise ValueError(f"a {what} needs {key!r}; got keys {sorted(doc)}")
+
+
+def _next_cursor(rows: list[tuple[Any, ...]], limit: int, *, time_index: int) -> str | None:
+    if len(rows) <= limit:
+        return None
+    last = rows[limit - 1]
+    return sql.make_cursor(last[time_index], last[0])
 
 
 def _event_row(row: tuple[Any, ...]) -> dict[str, Any]:
-    doc = _load(row[5]) or {}
-    return {**doc, "id": row[0], "name": row[1], "data": _load(row[2]), "ts": row[3], "received_at": row[4]}
+    extra = _load(row[5]) or {}
+    return {**extra, "id": row[0], "name": row[1], "data": _load(row[2]), "ts": row[3], "received_at": row[4]}
 
 
 def _run_row(row: tuple[Any, ...]) -> dict[str, Any]:
-    keys = ("id", "function", "app", "event_id", "status", "created_at", "started_at", "ended_at")
-    out = dict(zip(keys, row[:8], strict=True))
-    out.update(output=_load(row[8]), error=_load(row[9]), attempt=row[10])
-    return out
+    return {
+        "id": row[0], "function": row[1], "app": row[2], "event_id": row[3], "status": row[4],
+        "created_at": row[5], "started_at": row[6], "ended_at": row[7], "output": _load(row[8]),
+        "error": _load(row[9]), "attempt": row[10],
+    }
 
 
 def _step_row(row: tuple[Any, ...]) -> dict[str, Any]:
     return {
         "step_id": row[0], "name": row[1], "attempt": row[2], "status": row[3], "output": _load(row[4]),
         "error": _load(row[5]), "started_at": row[6], "ended_at": row[7], "duration_ms": row[8],
-        "timings": _load(row[9]), "logs": row[10],
+        "timings": _load(row[9]) or {}, "logs": row[10] or "",
     }
