@@ -111,7 +111,7 @@ else
     rm -f /var/run/docker.pid
   fi
   say "starting dockerd (log: $LOG)"
-  nohup dockerd --bridge=none --iptables=false --ip6tables=false >>"$LOG" 2>&1 </dev/null &
+  setsid nohup dockerd --bridge=none --iptables=false --ip6tables=false >>"$LOG" 2>&1 </dev/null &
 fi
 
 for _ in $(seq 1 "$WAIT_S"); do
