@@ -38,11 +38,17 @@ class Target:
       * ``image`` — ``ref`` is a prebuilt container image whose entrypoint speaks the
         protocol (Docker only).
     ``env``: the only environment variables the guest sees.
+    ``isolation``: a driver-specific choice of isolation for this target, e.g. Docker's
+    ``"runsc"`` (gVisor) or ``"runc"``; ``None`` means the driver's own default.
+    ``warm``: the target may run in a reused, pre-started guest (a warm container, or a
+    pre-started WASM instance) instead of a fresh one per call; drivers decide how.
     """
 
     kind: Literal["python", "module", "image"]
     ref: str
     env: Mapping[str, str] = field(default_factory=dict)
+    isolation: str | None = None
+    warm: bool = True
 
 
 @dataclass(frozen=True)
@@ -67,6 +73,9 @@ class Result:
     ``"timed out after 5.0 s"``, ``"out of memory (limit 256 MiB)"``,
     ``"stdout exceeded 8388608 bytes"``, ``"exited with code 3"``.
     ``stderr`` (capped) is kept as the step's logs either way.
+    ``timings`` says where the time went, in ms, with at least ``acquire_ms`` (getting a
+    guest: a cold start, or taking a warm one) and ``run_ms`` (the guest's work);
+    ``warm`` is true when a pre-started guest served the call.
     """
 
     ok: bool
@@ -76,6 +85,8 @@ class Result:
     error: str | None
     duration_ms: float
     timed_out: bool = False
+    timings: Mapping[str, float] = field(default_factory=dict)
+    warm: bool = False
 
 
 @runtime_checkable
