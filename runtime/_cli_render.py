@@ -115,7 +115,7 @@ def run_detail(run: dict[str, Any], *, logs: bool = False) -> str:
         "",
     ]
     steps = run.get("steps") or []
-    lines.append(f"steps ({len(steps)} attempts)" if steps else "steps     none yet")
+    lines.append(f"steps ({len(steps)} attempt{'s' if len(steps) != 1 else ''})" if steps else "steps     none yet")
     width = min(40, max((len(_step_name(s)) for s in steps), default=0))
     for i, step in enumerate(steps, 1):
         lines += _step_lines(i, step, width, logs=logs)

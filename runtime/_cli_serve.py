@@ -82,6 +82,13 @@ def _roles(ctx: click.Context, param: click.Parameter, value: str) -> list[str]:
     return roles
 
 
+def _nats_url(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    servers = [s.strip() for s in value.split(",") if s.strip()]
+    if value != "memory://" and (not servers or not all(s.startswith(("nats://", "tls://")) for s in servers)):
+        raise click.BadParameter(f"{value!r}: give nats://host:port (or tls://), comma-separated for several")
+    return value
+
+
 def _history_url(ctx: click.Context, param: click.Parameter, value: str) -> str:
     from runtime.history import parse_url  # light: sqlite3 and json only
 
@@ -93,7 +100,7 @@ def _history_url(ctx: click.Context, param: click.Parameter, value: str) -> str:
 
 
 @click.command()
-@click.option("--nats", required=True, envvar="SLUICE_NATS", show_envvar=True, metavar="URL",
+@click.option("--nats", required=True, envvar="SLUICE_NATS", show_envvar=True, metavar="URL", callback=_nats_url,
               help="NATS server(s) with JetStream, comma-separated, e.g. --nats nats://10.0.0.5:4222.")
 @click.option("--history", envvar="SLUICE_HISTORY", show_envvar=True, metavar="URL",
               default="sqlite:///var/lib/sluice/history.db", show_default=True, callback=_history_url,

@@ -104,6 +104,11 @@ def test_node_refuses_unknown_roles_and_history_urls() -> None:
     assert code == 2 and "--history" in err and "pw" not in err
 
 
+def test_node_refuses_a_nats_url_that_is_not_one() -> None:
+    code, _, err = invoke("node", "--nats", "127.0.0.1:4222")
+    assert code == 2 and "--nats" in err and "nats://host:port" in err
+
+
 def test_node_refuses_a_missing_app_directory(tmp_path: Path) -> None:
     code, _, err = invoke("node", "--nats", "nats://127.0.0.1:4222", "--app", str(tmp_path / "nowhere"))
     assert code == 2 and "--app" in err
