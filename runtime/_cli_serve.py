@@ -25,7 +25,7 @@ def _missing(module: str, exc: ImportError) -> click.ClickException:
         "Try: pip install -e . (or `make install`)")
 
 
-@click.command()
+@click.command(short_help="Run all of Sluice on this machine (dev server).")
 @click.argument("app", default="examples", required=False,
                 type=click.Path(file_okay=False, path_type=Path))
 @click.option("--port", type=click.IntRange(0, 65535), default=8288, show_default=True,
@@ -99,7 +99,7 @@ def _history_url(ctx: click.Context, param: click.Parameter, value: str) -> str:
     return value
 
 
-@click.command()
+@click.command(short_help="Run a runtime node of a fleet.")
 @click.option("--nats", required=True, envvar="SLUICE_NATS", show_envvar=True, metavar="URL", callback=_nats_url,
               help="NATS server(s) with JetStream, comma-separated, e.g. --nats nats://10.0.0.5:4222.")
 @click.option("--history", envvar="SLUICE_HISTORY", show_envvar=True, metavar="URL",

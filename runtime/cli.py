@@ -101,7 +101,7 @@ def _read_data(data: str) -> Any:
     return payload
 
 
-@main.command()
+@main.command(short_help="Send an event.")
 @click.argument("name")
 @click.option("--data", "data", default="{}", show_default=True, metavar="JSON",
               help="The event's data: a JSON object, @FILE to read one from a file, or - for stdin. "
@@ -150,7 +150,7 @@ def _data_of(body: Any) -> Any:
     return body["data"]
 
 
-@main.command()
+@main.command(short_help="List runs, newest first.")
 @click.option("--function", default=None, metavar="APP/FN", help="Only runs of this function, e.g. shop/charge.")
 @click.option("--status", type=click.Choice(RUN_STATUSES), default=None,
               help="Only runs with this status, e.g. --status failed.")
@@ -178,7 +178,7 @@ def runs(function: str | None, status: str | None, limit: int, cursor: str | Non
         click.echo(_next_page_hint("runs", body["cursor"], function=function, status=status, limit=limit))
 
 
-@main.command()
+@main.command(short_help="Show a run: its steps and result.")
 @click.argument("run_id")
 @click.option("--logs", is_flag=True, help="Also print each attempt's logs (what the step printed) and error stacks.")
 @_url_option
@@ -197,7 +197,7 @@ def run(run_id: str, logs: bool, url: str | None, as_json: bool) -> None:
     click.echo(render.run_detail(_data_of(body) or {}, logs=logs))
 
 
-@main.command()
+@main.command(short_help="List received events, newest first.")
 @click.option("--name", default=None, help="Only events with this name, e.g. shop/order.created.")
 @click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True,
               help="How many events to show (1-1000), newest first.")
@@ -220,7 +220,7 @@ def events(name: str | None, limit: int, cursor: str | None, url: str | None, as
         click.echo(_next_page_hint("events", body["cursor"], name=name, limit=limit))
 
 
-@main.command()
+@main.command(short_help="Show an event and the runs it started.")
 @click.argument("event_id")
 @_url_option
 @_json_option

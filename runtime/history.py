@@ -43,6 +43,7 @@ READERS = 2
 # writer that falls behind slows its callers instead of growing memory without end.
 HIGH_WATER = 50_000
 MAX_LIMIT = 1000
+RUN_STATUSES = frozenset({"queued", "running", "sleeping", "waiting", "completed", "failed", "cancelled"})
 
 
 def parse_url(url: str) -> str:
@@ -208,6 +209,8 @@ class History:
         ``queued`` never overwrites a later status, so late writes are harmless.
         """
         _require(run, "run", ("id", "function", "status"))
+        if run["status"] not in RUN_STATUSES:
+            raise ValueError(f"run status {run['status']!r} is not one of {', '.join(sorted(RUN_STATUSES))}")
         app = run.get("app") or run["function"].split("/", 1)[0]
         await self._put(sql.UPSERT_RUN, (
             run["id"], run["function"], app, run.get("event_id"), run["status"],

@@ -184,6 +184,8 @@ async def test_limits_outside_1_to_1000_are_refused(history: History) -> None:
 async def test_a_run_without_required_fields_is_refused_by_name(history: History) -> None:
     with pytest.raises(ValueError, match="'status'"):
         await history.record_run({"id": "r", "function": "a/b"})
+    with pytest.raises(ValueError, match="run status 'done' is not one of cancelled, completed"):
+        await history.record_run(run_doc(status="done"))
     with pytest.raises(ValueError, match="'step_id'"):
         await history.record_step("r", {"status": "completed"})
 
