@@ -110,6 +110,9 @@ def run_detail(run: dict[str, Any], *, logs: bool = False) -> str:
         f"function  {clean(run.get('function'))}",
         f"status    {clean(run.get('status'))}" + (f"   (attempt {run['attempt']})" if run.get("attempt") else ""),
         f"event     {clean(run.get('event_id') or '-')}",
+        *([f"replay of {clean(run['replay_of'])}"] if run.get("replay_of") else []),
+        *([f"parent    {clean(run['parent'].get('run'))} (step {clean(run['parent'].get('step'))})"]
+          if isinstance(run.get("parent"), dict) else []),
         f"created   {when(run.get('created_at'))}",
         f"started   {when(run.get('started_at'))}   took {took(run.get('started_at'), run.get('ended_at'))}",
         "",

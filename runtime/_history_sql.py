@@ -7,8 +7,9 @@ epoch, JSON is ``TEXT``. The SQLite-only parts are marked ``SQLite:`` — the pr
 ``rowid`` as the last tie-break of a step timeline (a PostgreSQL schema would give
 ``steps`` a serial column for it).
 
-Schema versions: ``schema_version`` holds one row; :func:`create_schema` creates
-version 1 on an empty database, and refuses a newer one than this code knows.
+Schema versions: ``schema_version`` holds one row. :func:`create_schema` creates the
+version-1 tables, then applies each later migration in :data:`MIGRATIONS` in order, in
+one transaction with the version bump; it refuses a database newer than it knows.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import json
 import sqlite3
 from typing import Any
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
@@ -49,16 +50,42 @@ CREATE TABLE IF NOT EXISTS steps (
 PRAGMAS = ("PRAGMA journal_mode = WAL", "PRAGMA synchronous = NORMAL")
 
 
+# Version -> the statements that bring the previous version to it. Append only.
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    # Run fields beyond the fixed columns (e.g. replay_of, parent), as a JSON object.
+    2: ("ALTER TABLE runs ADD COLUMN extra TEXT",),
+}
+
+
 def create_schema(conn: sqlite3.Connection) -> None:
-    """Create the tables if missing; ``RuntimeError`` for a database from a newer Sluice."""
+    """Create or migrate the tables; ``RuntimeError`` for a database from a newer Sluice.
+
+    ``conn`` is in autocommit mode (``isolation_level=None``).
+    """
     for pragma in PRAGMAS:
         conn.execute(pragma)
-    conn.executescript(SCHEMA)
-    row = conn.execute("SELECT version FROM schema_version").fetchone()
-    if row is None:
-        conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
-    elif row[0] > SCHEMA_VERSION:
-        raise RuntimeError(f"history schema version {row[0]} is newer than this Sluice knows ({SCHEMA_VERSION})")
+    conn.execute("BEGIN IMMEDIATE")  # SQLite: take the write lock now; two nodes starting wait in turn
+    try:
+        for statement in SCHEMA.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+        row = conn.execute("SELECT version FROM schema_version").fetchone()
+        if row is None:
+            conn.execute("INSERT INTO schema_version (version) VALUES (?)", (1,))
+            version = 1
+        else:
+            version = row[0]
+        if version > SCHEMA_VERSION:
+            raise RuntimeError(f"history schema version {version} is newer than this Sluice knows "
+                               f"({SCHEMA_VERSION}): upgrade Sluice")
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            for statement in MIGRATIONS[target]:
+                conn.execute(statement)
+            conn.execute("UPDATE schema_version SET version = ?", (target,))
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
 
 
 INSERT_EVENT = """
@@ -69,11 +96,13 @@ ON CONFLICT (id) DO NOTHING
 # A write that arrives late (a redelivered job's, or a slow node's) must not undo a
 # final status, and "queued" must not undo one that moved on.
 UPSERT_RUN = """
-INSERT INTO runs (id, function, app, event_id, status, created_at, started_at, ended_at, output, error, attempt)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+INSERT INTO runs (id, function, app, event_id, status, created_at, started_at, ended_at, output, error, attempt,
+                  extra)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (id) DO UPDATE SET
     status = excluded.status, started_at = COALESCE(runs.started_at, excluded.started_at),
-    ended_at = excluded.ended_at, output = excluded.output, error = excluded.error, attempt = excluded.attempt
+    ended_at = excluded.ended_at, output = excluded.output, error = excluded.error, attempt = excluded.attempt,
+    extra = COALESCE(excluded.extra, runs.extra)
 WHERE runs.status NOT IN ('completed', 'failed', 'cancelled')
   AND NOT (excluded.status = 'queued' AND runs.status <> 'queued')
 """
@@ -89,7 +118,7 @@ ON CONFLICT (run_id, step_id, attempt) DO UPDATE SET
 """
 
 EVENT_COLS = "id, name, data, ts, received_at, doc"
-RUN_COLS = "id, function, app, event_id, status, created_at, started_at, ended_at, output, error, attempt"
+RUN_COLS = "id, function, app, event_id, status, created_at, started_at, ended_at, output, error, attempt, extra"
 STEP_COLS = "step_id, name, attempt, status, output, error, started_at, ended_at, duration_ms, timings, logs"
 
 SELECT_EVENT = f"SELECT {EVENT_COLS} FROM events WHERE id = ?"

@@ -206,16 +206,20 @@ class History:
         """Insert a run or update its status, times, output and error.
 
         A final status (completed, failed, cancelled) is never overwritten, and
-        ``queued`` never overwrites a later status, so late writes are harmless.
+        ``queued`` never overwrites a later status, so late writes are harmless. Keys
+        beyond the fixed fields (e.g. ``replay_of``, ``parent``) are kept and given back;
+        a write with none keeps the ones recorded before.
         """
         _require(run, "run", ("id", "function", "status"))
         if run["status"] not in RUN_STATUSES:
             raise ValueError(f"run status {run['status']!r} is not one of {', '.join(sorted(RUN_STATUSES))}")
         app = run.get("app") or run["function"].split("/", 1)[0]
+        extra = {k: v for k, v in run.items() if k not in _RUN_FIELDS}
         await self._put(sql.UPSERT_RUN, (
             run["id"], run["function"], app, run.get("event_id"), run["status"],
             _first(run.get("created_at"), _now_ms()), run.get("started_at"), run.get("ended_at"),
             to_json(run.get("output")), to_json(run.get("error")), run.get("attempt") or 0,
+            to_json(extra) if extra else None,
         ))
 
     async def record_step(self, run_id: str, step: dict[str, Any]) -> None:
@@ -345,8 +349,13 @@ def _event_row(row: tuple[Any, ...]) -> dict[str, Any]:
     return {**extra, "id": row[0], "name": row[1], "data": _load(row[2]), "ts": row[3], "received_at": row[4]}
 
 
+_RUN_FIELDS = frozenset({"id", "function", "app", "event_id", "status", "created_at", "started_at", "ended_at",
+                         "output", "error", "attempt", "steps"})
+
+
 def _run_row(row: tuple[Any, ...]) -> dict[str, Any]:
     return {
+        **(_load(row[11]) or {}),
         "id": row[0], "function": row[1], "app": row[2], "event_id": row[3], "status": row[4],
         "created_at": row[5], "started_at": row[6], "ended_at": row[7], "output": _load(row[8]),
         "error": _load(row[9]), "attempt": row[10],

@@ -37,3 +37,9 @@ def test_errors_read_as_name_and_message_whatever_their_shape() -> None:
 def test_a_run_with_no_steps_yet_says_so() -> None:
     text = render.run_detail({"id": "r", "function": "a/b", "status": "queued", "steps": []})
     assert "steps     none yet" in text and "output" not in text
+
+
+def test_a_replay_and_a_child_run_say_where_they_came_from() -> None:
+    text = render.run_detail({"id": "r", "function": "a/b", "status": "queued", "replay_of": "r0",
+                              "parent": {"run": "p1", "step": "s1"}})
+    assert "replay of r0" in text and "parent    p1 (step s1)" in text

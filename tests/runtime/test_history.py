@@ -243,7 +243,7 @@ async def test_the_file_is_in_wal_mode_with_a_schema_version(tmp_path: Path) -> 
     conn = sqlite3.connect(path)
     try:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(2,)]
     finally:
         conn.close()
 
@@ -264,3 +264,46 @@ async def test_an_unopenable_path_is_an_error_naming_it(tmp_path: Path) -> None:
     (tmp_path / "adir.db").mkdir()
     with pytest.raises(RuntimeError, match=r"adir\.db"):
         await History(str(tmp_path / "adir.db")).start()
+
+
+async def test_extra_run_fields_are_kept_and_survive_a_write_without_them(history: History) -> None:
+    await history.record_run(run_doc(replay_of="run-0", parent={"run": "p", "step": "s"}))
+    await history.record_run(run_doc(status="running", started_at=1_001))
+    await history.flush()
+    run = await history.get_run("run-1")
+    assert run is not None
+    assert (run["replay_of"], run["parent"], run["status"]) == ("run-0", {"run": "p", "step": "s"}, "running")
+    rows, _ = await history.list_runs()
+    assert rows[0]["replay_of"] == "run-0"
+
+
+V1_SCHEMA = """
+CREATE TABLE schema_version (version INTEGER NOT NULL);
+INSERT INTO schema_version VALUES (1);
+CREATE TABLE events (id TEXT PRIMARY KEY, name TEXT NOT NULL, data TEXT, ts INTEGER, received_at INTEGER, doc TEXT);
+CREATE TABLE runs (id TEXT PRIMARY KEY, function TEXT NOT NULL, app TEXT NOT NULL, event_id TEXT,
+    status TEXT NOT NULL, created_at INTEGER, started_at INTEGER, ended_at INTEGER, output TEXT, error TEXT,
+    attempt INTEGER);
+CREATE TABLE steps (run_id TEXT NOT NULL, step_id TEXT NOT NULL, name TEXT NOT NULL, attempt INTEGER NOT NULL,
+    status TEXT NOT NULL, output TEXT, error TEXT, started_at INTEGER, ended_at INTEGER, duration_ms REAL,
+    timings TEXT, logs TEXT, PRIMARY KEY (run_id, step_id, attempt));
+INSERT INTO runs VALUES ('old', 'a/f', 'a', NULL, 'completed', 5, 6, 7, '{"ok":1}', NULL, 0);
+"""
+
+
+async def test_a_version_1_database_is_migrated_and_keeps_its_rows(tmp_path: Path) -> None:
+    path = tmp_path / "h.db"
+    conn = sqlite3.connect(path)
+    conn.executescript(V1_SCHEMA)
+    conn.close()
+    async with History(str(path)) as history:
+        old = await history.get_run("old")
+        assert old is not None and (old["status"], old["output"]) == ("completed", {"ok": 1})
+        await history.record_run(run_doc(replay_of="old"))
+        await history.flush()
+        assert (await history.get_run("run-1") or {}).get("replay_of") == "old"
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(2,)]
+    finally:
+        conn.close()
