@@ -12,12 +12,13 @@ from bus.base import (
     OutMsg,
     PubAck,
     RevisionMismatchError,
+    StoredMessage,
     StreamSpec,
 )
 
 __all__ = [
     "Bus", "BusError", "Consumer", "ConsumerSpec", "Entry", "KeyExistsError", "KeyValue",
-    "Message", "OutMsg", "PubAck", "RevisionMismatchError", "StreamSpec", "open_bus",
+    "Message", "OutMsg", "PubAck", "RevisionMismatchError", "StoredMessage", "StreamSpec", "open_bus",
 ]
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from bus._names import check_key
+from bus._names import check_key, check_key_prefix
 from bus.base import Entry, KeyExistsError, RevisionMismatchError
 
 if TYPE_CHECKING:
@@ -68,6 +68,8 @@ class MemoryKeyValue:
         self._check(key)
         self._bucket.write(key, None)
 
-    async def keys(self) -> list[str]:
+    async def keys(self, prefix: str | None = None) -> list[str]:
+        start = check_key_prefix(prefix)
         self._bus.check_open()
-        return sorted(k for k, (value, _) in self._bucket.entries.items() if value is not None)
+        entries = self._bucket.entries.items()
+        return sorted(k for k, (value, _) in entries if value is not None and k.startswith(start))

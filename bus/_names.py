@@ -6,8 +6,9 @@ for one mistake, which the conformance suite relies on.
 
 from __future__ import annotations
 
+import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from bus.base import BusError
 
@@ -18,6 +19,7 @@ _STREAM_NAME = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
 _BUCKET_NAME = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
 _KEY = re.compile(r"^[-/_=.A-Za-z0-9]+$")
 _TOKEN = re.compile(r"^[^\s.*>]+$")
+_KEY_PREFIX = re.compile(r"[-/_=.A-Za-z0-9]*")
 
 
 def check_stream_name(name: str) -> None:
@@ -33,6 +35,34 @@ def check_bucket_name(name: str) -> None:
 def check_key(key: str) -> None:
     if not _KEY.match(key) or key.startswith(".") or key.endswith("."):
         raise BusError(f"invalid key {key!r}: use letters, digits and -/_=. (not at either end)")
+
+
+def check_key_prefix(prefix: str | None) -> str:
+    """A ``KeyValue.keys`` prefix made of key characters; ``None`` becomes ``""`` (every key)."""
+    if prefix is None:
+        return ""
+    if not isinstance(prefix, str) or not _KEY_PREFIX.fullmatch(prefix):
+        raise BusError(f"invalid key prefix {prefix!r}: use the characters of keys (letters, digits and -/_=.)")
+    return prefix
+
+
+def check_read_since(subject: str, since: float, limit: int) -> None:
+    """The arguments of ``Bus.read_since`` that need no stream to check."""
+    check_subject(subject, wildcards=True)
+    if not isinstance(since, int | float) or not math.isfinite(since):
+        raise BusError(f"read_since: since must be a finite Unix time in seconds, got {since!r}")
+    if not isinstance(limit, int) or limit < 1:
+        raise BusError(f"read_since: limit must be a whole number of at least 1, got {limit!r}")
+
+
+def check_readable(stream: str, work_queue: bool, subjects: Sequence[str], subject: str) -> None:
+    """``Bus.read_since`` reads only what a stream can hold, and never a work queue."""
+    if work_queue:
+        raise BusError(f"read_since: stream {stream!r} is a work queue; its messages can only be "
+                       "read by its consumer (which must ack them)")
+    if not any(patterns_overlap(subject, held) for held in subjects):
+        raise BusError(f"read_since: stream {stream!r} holds no subject matching {subject!r} "
+                       f"(it holds {', '.join(subjects)})")
 
 
 def check_subject(subject: str, *, wildcards: bool) -> None:

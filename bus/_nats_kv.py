@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import nats.js.errors
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from bus._names import check_key
+from bus._names import check_key, check_key_prefix
 from bus._nats_support import KV_REF_MARKER, translate
 from bus.base import BusError, Entry, KeyExistsError, RevisionMismatchError
 
@@ -92,18 +92,24 @@ class NatsKeyValue:
         if old is not None and (old.value or b"").startswith(KV_REF_MARKER):
             await self._bus.payloads.delete(old.value[len(KV_REF_MARKER):].decode())
 
-    async def keys(self) -> list[str]:
+    async def keys(self, prefix: str | None = None) -> list[str]:
         """The live keys, read from the last message of every key's subject.
 
         Not nats-py's ``KeyValue.keys``: its watcher can signal "no more" before the
-        entries it was sent (a race seen under load), returning too few keys.
+        entries it was sent (a race seen under load), returning too few keys. The
+        server reads only the subjects under ``prefix`` up to its last ``.``; the rest
+        of the prefix is matched here.
         """
+        start = check_key_prefix(prefix)
         self._bus.check_open()
         js = self._bus.jetstream
-        stream, prefix = f"KV_{self._name}", f"$KV.{self._name}."
+        stream, prefix_len = f"KV_{self._name}", len(f"$KV.{self._name}.")
+        under = start[: start.rfind(".") + 1]  # "" or up to and including the last "."
+        if "" in under.split(".")[:-1]:
+            under = ""  # an empty token ("a..", ".") is no subject: read everything, match here
         config = ConsumerConfig(
             deliver_policy=DeliverPolicy.LAST_PER_SUBJECT, ack_policy=AckPolicy.NONE, headers_only=True,
-            filter_subject=prefix + ">", inactive_threshold=30.0, mem_storage=True,
+            filter_subject=f"$KV.{self._name}.{under}>", inactive_threshold=30.0, mem_storage=True,
         )
         keys: list[str] = []
         with translate(f"KV keys of bucket {self._name!r}"):
@@ -119,10 +125,10 @@ class NatsKeyValue:
                                 break
                             batch = await sub.fetch(min(wanted - seen, 1000), timeout=5.0)
                             seen += len(batch)
-                            keys += [m.subject[len(prefix):] for m in batch
+                            keys += [m.subject[prefix_len:] for m in batch
                                      if (m.headers or {}).get("KV-Operation") not in ("DEL", "PURGE")]
                     finally:
                         await sub.unsubscribe()
             finally:
                 await js.delete_consumer(stream, info.name)
-        return sorted(keys)
+        return sorted(k for k in keys if k.startswith(start))

@@ -93,6 +93,22 @@ class Entry:
     revision: int
 
 
+@dataclass(frozen=True)
+class StoredMessage:
+    """A message read back from a stream by :meth:`Bus.read_since` (not delivered: no acks).
+
+    ``timestamp``: when the stream stored it (Unix seconds; for a ``deliver_at`` message,
+    when it became due). ``seq``: its sequence in the stream. ``data`` arrives resolved if
+    it was stored by reference; ``headers`` are the publisher's (never the bus's own).
+    """
+
+    subject: str
+    data: bytes
+    headers: Mapping[str, str]
+    timestamp: float
+    seq: int
+
+
 @runtime_checkable
 class Message(Protocol):
     """A message delivered by a consumer. Payloads stored by reference arrive resolved."""
@@ -173,7 +189,16 @@ class KeyValue(Protocol):
 
     async def delete(self, key: str) -> None: ...
 
-    async def keys(self) -> list[str]: ...
+    async def keys(self, prefix: str | None = None) -> list[str]:
+        """The live keys, sorted; with ``prefix``, only those starting with it.
+
+        ``prefix`` is made of key characters (``None`` or ``""``: every key); anything
+        else raises :class:`BusError`. Cost on NATS: one small message per live key read.
+        A prefix ending at a token boundary (``"runs."``) is filtered by the server, so it
+        costs only the keys under it; any other prefix reads the keys under its last ``.``
+        (the whole bucket if it has none) and filters them in the client.
+        """
+        ...
 
 
 @runtime_checkable
@@ -194,6 +219,21 @@ class Bus(Publisher, Protocol):
 
     async def kv(self, bucket: str) -> KeyValue:
         """Create or bind a key-value bucket."""
+        ...
+
+    async def read_since(
+        self, stream: str, subject: str, since: float, *, limit: int = 1000
+    ) -> list[StoredMessage]:
+        """Messages ``stream`` stored on ``subject`` (wildcards allowed) at or after ``since``.
+
+        ``since`` is Unix seconds, compared with :attr:`StoredMessage.timestamp`. Oldest
+        first, at most ``limit`` (the oldest ``limit``). Large payloads arrive resolved. It
+        leaves no durable state and does not disturb any consumer. Messages stored while
+        it reads may or may not be included. Returns ``[]`` at once if nothing matches.
+        Cost on NATS: a short-lived consumer (two requests) plus the messages returned.
+        Raises :class:`BusError` for an unknown stream, a work-queue stream (its consumers
+        must ack), a subject no subject of the stream can match, or ``limit`` below 1.
+        """
         ...
 
     async def __aenter__(self) -> Bus: ...

@@ -26,6 +26,8 @@ from bus._memory_kv import Bucket, MemoryKeyValue
 from bus._names import (
     check_bucket_name,
     check_headers,
+    check_read_since,
+    check_readable,
     check_stream_name,
     check_subject,
     no_schedules,
@@ -33,7 +35,17 @@ from bus._names import (
     patterns_overlap,
     subject_matches,
 )
-from bus.base import Bus, BusError, Consumer, ConsumerSpec, KeyValue, OutMsg, PubAck, StreamSpec
+from bus.base import (
+    Bus,
+    BusError,
+    Consumer,
+    ConsumerSpec,
+    KeyValue,
+    OutMsg,
+    PubAck,
+    StoredMessage,
+    StreamSpec,
+)
 
 
 @dataclass
@@ -236,3 +248,25 @@ class MemoryBus(Bus):
         check_bucket_name(bucket)
         state = self._buckets.setdefault(bucket, Bucket())
         return MemoryKeyValue(self, bucket, state)
+
+    # reading back
+
+    async def read_since(
+        self, stream: str, subject: str, since: float, *, limit: int = 1000
+    ) -> list[StoredMessage]:
+        """See :meth:`bus.base.Bus.read_since`. A delayed message counts as stored when it
+        becomes due (as on NATS, where the server stores a copy then) and is unseen before."""
+        self.check_open()
+        check_read_since(subject, since, limit)
+        found = self.streams.get(stream)
+        if found is None:
+            raise BusError(f"read_since: no stream named {stream!r}")
+        check_readable(found.spec.name, found.spec.work_queue, found.spec.subjects, subject)
+        now = self.clock()
+        found.expire(now)
+        hits = sorted(
+            (m for m in found.messages.values()
+             if since <= m.available_at <= now and subject_matches(subject, m.subject)),
+            key=lambda m: (m.available_at, m.seq),
+        )
+        return [StoredMessage(m.subject, m.data, dict(m.headers), m.available_at, m.seq) for m in hits[:limit]]

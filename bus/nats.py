@@ -60,9 +60,20 @@ from bus._names import (
 )
 from bus._nats_consumer import NatsConsumer
 from bus._nats_kv import NatsKeyValue
+from bus._nats_read import read_since
 from bus._nats_streams import SCHED_PREFIX, StreamFacts, stream_config, stream_facts
 from bus._nats_support import REF_HEADER, Payloads, translate
-from bus.base import Bus, BusError, Consumer, ConsumerSpec, KeyValue, OutMsg, PubAck, StreamSpec
+from bus.base import (
+    Bus,
+    BusError,
+    Consumer,
+    ConsumerSpec,
+    KeyValue,
+    OutMsg,
+    PubAck,
+    StoredMessage,
+    StreamSpec,
+)
 
 log = logging.getLogger("bus.nats")
 
@@ -344,6 +355,13 @@ class NatsBus(Bus):
             except nats.js.errors.NotFoundError:
                 store = await self._js.create_key_value(bucket=bucket, history=1, replicas=self._replicas)
         return NatsKeyValue(self, bucket, store)
+
+    async def read_since(
+        self, stream: str, subject: str, since: float, *, limit: int = 1000
+    ) -> list[StoredMessage]:
+        # Bounded by one request timeout per 100 messages asked for, at least two.
+        timeout_s = self._timeout_s * max(2.0, limit / 100)
+        return await read_since(self, self._nc, stream, subject, since, limit, timeout_s)
 
     @property
     def jetstream(self) -> Any:

@@ -7,6 +7,7 @@ strict, "by then" checks are generous.
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
@@ -293,3 +294,135 @@ async def test_close_twice_is_safe_and_a_closed_bus_refuses_work(bus: Bus) -> No
     await bus.close()
     with pytest.raises(BusError):
         await bus.publish("s.x", b"x")
+
+
+async def test_kv_keys_with_a_prefix_lists_only_the_live_keys_starting_with_it(bus: Bus) -> None:
+    kv = await bus.kv("runs")
+    for key in ("runs.a1.state", "runs.a1.steps.x", "runs.a2.state", "runs.b.state", "runsx", "other.y", "r"):
+        await kv.put(key, b"v")
+    await kv.delete("runs.a2.state")
+    await kv.delete("r")
+    assert await kv.keys("runs.") == ["runs.a1.state", "runs.a1.steps.x", "runs.b.state"]  # token boundary
+    assert await kv.keys("runs.a1.") == ["runs.a1.state", "runs.a1.steps.x"]
+    assert await kv.keys("runs.a2.") == []  # its only key was deleted
+    assert await kv.keys("runs.a") == ["runs.a1.state", "runs.a1.steps.x"]  # mid-token
+    assert await kv.keys("runs") == ["runs.a1.state", "runs.a1.steps.x", "runs.b.state", "runsx"]
+    assert await kv.keys("r") == await kv.keys("runs")
+    assert await kv.keys("nothing.") == [] and await kv.keys("runs.a1.steps.x.") == []
+    assert await kv.keys("runs..") == [] and await kv.keys(".") == []
+    everything = ["other.y", "runs.a1.state", "runs.a1.steps.x", "runs.b.state", "runsx"]
+    assert await kv.keys() == await kv.keys(None) == await kv.keys("") == everything
+    await kv.put("runs.a2.state", b"back")
+    assert await kv.keys("runs.a2.") == ["runs.a2.state"]
+    for bad in ("has space", "star*", "gt>"):
+        with pytest.raises(BusError, match="invalid key prefix"):
+            await kv.keys(bad)
+
+
+async def _before_and_after(bus: Bus) -> float:
+    """Publish ``old`` messages, then return a ``since`` that falls after them."""
+    await _stream(bus, subjects=("ev.>", "other.>"))
+    await bus.publish("ev.x", b"old-x")
+    await bus.publish("ev.y", b"old-y")
+    time.sleep(0.01)  # noqa: ASYNC251  # a strict gap between the two sides of since
+    since = time.time()
+    time.sleep(0.01)  # noqa: ASYNC251
+    return since
+
+
+async def test_read_since_returns_what_was_stored_on_the_subject_from_since_on_oldest_first(bus: Bus) -> None:
+    since = await _before_and_after(bus)
+    await bus.publish("ev.x", b"1", headers={"Trace": "t1"})
+    await bus.publish("ev.y", b"skip")
+    await bus.publish("other.x", b"skip")
+    await bus.publish("ev.x", b"2")
+    got = await bus.read_since("S", "ev.x", since)
+    assert [(m.subject, m.data) for m in got] == [("ev.x", b"1"), ("ev.x", b"2")]
+    assert dict(got[0].headers) == {"Trace": "t1"} and dict(got[1].headers) == {}
+    assert since <= got[0].timestamp <= got[1].timestamp <= time.time() and got[0].seq < got[1].seq
+    # A message's own timestamp, given back as since, includes it: a cursor that loses nothing.
+    again = await bus.read_since("S", "ev.x", got[1].timestamp)
+    assert [(m.data, m.seq, m.timestamp) for m in again] == [(b"2", got[1].seq, got[1].timestamp)]
+    everything = await bus.read_since("S", "ev.x", 0)
+    assert [m.data for m in everything] == [b"old-x", b"1", b"2"]
+
+
+async def test_read_since_takes_wildcards_and_the_oldest_up_to_the_limit(bus: Bus) -> None:
+    since = await _before_and_after(bus)
+    for i in range(5):
+        await bus.publish(f"ev.{'xy'[i % 2]}", b"%d" % i)
+    await bus.publish("ev.x.deep", b"deep")
+    await bus.publish("other.x", b"no")
+    assert [m.data for m in await bus.read_since("S", "ev.*", since)] == [b"0", b"1", b"2", b"3", b"4"]
+    assert [m.data for m in await bus.read_since("S", "ev.>", since, limit=100)][-1] == b"deep"
+    assert [m.data for m in await bus.read_since("S", "ev.*", since, limit=2)] == [b"0", b"1"]
+    assert [m.subject for m in await bus.read_since("S", "*.x", since)] == ["ev.x", "ev.x", "ev.x", "other.x"]
+    assert len(await bus.read_since("S", ">", since)) == 7
+
+
+async def test_read_since_resolves_a_payload_stored_by_reference(bus: Bus) -> None:
+    since = await _before_and_after(bus)
+    await bus.publish("ev.big", BIG, headers={"Size": "3M"})
+    [big] = await bus.read_since("S", "ev.big", since)
+    assert big.data == BIG and dict(big.headers) == {"Size": "3M"}
+
+
+async def test_read_since_returns_nothing_at_once_when_nothing_matches(bus: Bus) -> None:
+    since = await _before_and_after(bus)
+    await bus.publish("other.x", b"elsewhere")
+    for subject, at in (("ev.x", since), ("ev.none", 0.0), ("ev.>", time.time() + 3600)):
+        started = time.monotonic()
+        assert await bus.read_since("S", subject, at) == []
+        assert time.monotonic() - started < 0.5
+    await _stream(bus, name="EMPTY", subjects=("empty.>",))
+    started = time.monotonic()
+    assert await bus.read_since("EMPTY", ">", 0) == []
+    assert time.monotonic() - started < 0.5
+
+
+async def test_read_since_refuses_unknown_streams_work_queues_and_bad_arguments(bus: Bus) -> None:
+    await _stream(bus)
+    await _stream(bus, name="JOBS", subjects=("jobs.>",), work_queue=True)
+    with pytest.raises(BusError, match="no stream named 'NOPE'"):
+        await bus.read_since("NOPE", "s.x", 0)
+    with pytest.raises(BusError, match="work queue"):
+        await bus.read_since("JOBS", "jobs.x", 0)
+    with pytest.raises(BusError, match="holds no subject"):
+        await bus.read_since("S", "jobs.x", 0)
+    with pytest.raises(BusError, match="invalid subject"):
+        await bus.read_since("S", "s.>.x", 0)
+    with pytest.raises(BusError, match="limit"):
+        await bus.read_since("S", "s.x", 0, limit=0)
+    with pytest.raises(BusError, match="since"):
+        await bus.read_since("S", "s.x", float("nan"))
+
+
+async def test_read_since_leaves_a_durable_consumer_on_the_stream_undisturbed(bus: Bus) -> None:
+    await _stream(bus)
+    consumer = await bus.consumer(ConsumerSpec(stream="S", durable="c", ack_wait_s=30))
+    for i in range(3):
+        await bus.publish("s.x", b"%d" % i)
+    [first] = await consumer.fetch(1, 2)
+    await first.ack()
+    assert [m.data for m in await bus.read_since("S", "s.>", 0)] == [b"0", b"1", b"2"]
+    rest = await consumer.fetch(10, 2)
+    assert [(m.data, m.num_delivered) for m in rest] == [(b"1", 1), (b"2", 1)]
+    for m in rest:
+        await m.ack()
+    assert await consumer.fetch(10, 0.3) == []
+    assert [m.data for m in await bus.read_since("S", "s.>", 0)] == [b"0", b"1", b"2"]  # still stored
+
+
+async def test_read_since_sees_a_delayed_message_only_once_it_is_due(bus: Bus) -> None:
+    await _stream(bus, allow_schedules=True)
+    since = time.time()
+    due = since + 1.0
+    await bus.publish("s.later", b"later", deliver_at=due)
+    assert await bus.read_since("S", ">", since) == []  # nor the schedule itself
+    for _ in range(40):  # up to 4 s for it to fire
+        got = await bus.read_since("S", ">", since)
+        if got:
+            break
+        await asyncio.sleep(0.1)
+    assert [(m.subject, m.data) for m in got] == [("s.later", b"later")]
+    assert got[0].timestamp >= due - 0.05
