@@ -17,8 +17,10 @@ This package runs inside every sandbox, so it imports only the standard library 
 
 from sluice._app import App, Function, event
 from sluice._context import Context, Logger
+from sluice._cron import cron
 from sluice._durations import parse_duration
 from sluice._errors import NonRetriableError, RetryAfterError, StepError
+from sluice._fetch import FetchResponse
 from sluice._steps import Step
 
 __version__ = "0.1.0"
@@ -26,12 +28,14 @@ __version__ = "0.1.0"
 __all__ = [
     "App",
     "Context",
+    "FetchResponse",
     "Function",
     "Logger",
     "NonRetriableError",
     "RetryAfterError",
     "Step",
     "StepError",
+    "cron",
     "event",
     "parse_duration",
 ]

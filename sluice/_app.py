@@ -6,8 +6,10 @@ a mistake shows up at ``introspect`` with a message naming it, not at the first 
 
 from __future__ import annotations
 
-from sluice import _steps
+from sluice._call import call
 from sluice._durations import parse_duration
+from sluice._options import check_options
+from sluice._options import trigger as check_trigger
 from sluice.protocol import VERSION, pack
 
 TYPE_CHECKING = False  # not typing's: the guest must not pay for importing typing (see protocol.py)
@@ -25,6 +27,8 @@ MAX_RETRIES = 20
 _ID_FIRST = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
 _ID_REST = _ID_FIRST | frozenset("-_")
 _CO_ASYNC = 0x80 | 0x200  # CO_COROUTINE | CO_ASYNC_GENERATOR, read without importing inspect
+#: The event the host sends when a run fails for good; ``on_failure`` handlers trigger on it.
+FAILED_EVENT = "sluice/function.failed"
 
 
 def event(name: str, if_: str | None = None) -> dict[str, Any]:
@@ -41,27 +45,36 @@ def event(name: str, if_: str | None = None) -> dict[str, Any]:
     return {"event": name, "if": if_ or None}
 
 
-# A later sluice.cron(schedule) returns {"cron": schedule}; _check_triggers dispatches on the key.
-
 
 class Function:
-    """One registered function: its options as the host sees them, and the Python callable."""
+    """One registered function: its options as the host sees them, and the Python callable.
 
-    __slots__ = ("fn", "id", "name", "retries", "timeout_ms", "triggers")
+    ``options`` holds the introspected form of every option that was given (flow control,
+    ``backoff``, ``allow_hosts``, ``checkpoint``, ``on_failure``...); unset ones are absent.
+    """
+
+    __slots__ = ("fn", "id", "name", "options", "retries", "timeout_ms", "triggers")
 
     def __init__(self, fn: Callable[[Context], Any], id: str, name: str, triggers: list[dict[str, Any]],
-                 retries: int, timeout_ms: int | None) -> None:
+                 retries: int, timeout_ms: int | None, options: dict[str, Any] | None = None) -> None:
         self.fn = fn
         self.id = id
         self.name = name
         self.triggers = triggers
         self.retries = retries
         self.timeout_ms = timeout_ms
+        self.options = options or {}
+
+    @property
+    def budget(self) -> tuple[int, int]:
+        """(max new steps, max ms) in one call: ``(1, 0)`` unless the function checkpoints."""
+        checkpoint = self.options.get("checkpoint")
+        return (checkpoint["max_steps"], checkpoint["max_ms"]) if checkpoint else (1, 0)
 
     def describe(self) -> dict[str, Any]:
         """This function's entry in an ``introspect`` response."""
         return {"id": self.id, "name": self.name, "triggers": self.triggers, "retries": self.retries,
-                "timeout_ms": self.timeout_ms}
+                "timeout_ms": self.timeout_ms, **self.options}
 
     def __repr__(self) -> str:
         return f"Function(id={self.id!r}, triggers={self.triggers!r})"
@@ -85,13 +98,30 @@ class App:
         return dict(self._functions)
 
     def function(self, *, id: str, trigger: Any = None, retries: int = 3, timeout: float | str | None = None,
-                 name: str | None = None) -> Callable[[F], F]:
+                 name: str | None = None, concurrency: int | dict[str, Any] | None = None,
+                 throttle: dict[str, Any] | None = None, rate_limit: dict[str, Any] | None = None,
+                 debounce: dict[str, Any] | None = None, batch: dict[str, Any] | None = None,
+                 priority: str | None = None, idempotency: str | None = None, cancel_on: Any = None,
+                 on_failure: Callable[[Context], Any] | None = None, start_timeout: float | str | None = None,
+                 backoff: dict[str, Any] | None = None, allow_hosts: list[str] | None = None,
+                 checkpoint: bool | dict[str, Any] | None = None) -> Callable[[F], F]:
         """Register the decorated callable ``fn(ctx)`` as the function ``id``.
 
-        - ``trigger``: ``sluice.event(...)``, an event name, or a list of them; ``None``
-          for a function that runs only when invoked.
-        - ``retries``: retries after the first attempt of each step, 0-20 (default 3).
-        - ``timeout``: seconds or a duration string (``"10m"``); ``None`` takes the host's default.
+        - ``trigger``: ``sluice.event(...)``, ``sluice.cron(...)``, an event name, or a list
+          of them; ``None`` for a function that runs only when invoked.
+        - ``retries``: retries after the first attempt of each step, 0-20 (default 3);
+          ``backoff``: ``{"base": "1s", "max": "10m"}`` (exponential, with jitter).
+        - ``timeout``: how long a run may take from its start to its end; ``start_timeout``:
+          how long it may wait queued before starting. Seconds or duration strings.
+        - flow control: ``concurrency`` (an int or ``{"limit", "key"}``), ``throttle``
+          (``{"limit", "period", "key", "burst"}``), ``rate_limit`` (``{"limit", "period", "key"}``),
+          ``debounce`` (``{"period", "key", "timeout"}``), ``batch`` (``{"max_size", "timeout",
+          "key"}``), ``priority`` and ``idempotency`` (CEL expressions), ``cancel_on`` (a list of
+          ``{"event", "if", "timeout"}``).
+        - ``on_failure``: a function ``fn(ctx)`` run when a run fails for good; it is
+          registered as ``f"{id}-failure"``, triggered by ``sluice/function.failed``.
+        - ``allow_hosts``: hosts ``ctx.step.fetch`` may reach; ``checkpoint``: ``True`` or
+          ``{"max_steps", "max_ms"}`` to run several new steps in one call.
         - ``name``: a human-readable name (default: the id).
 
         Returns the callable unchanged. Raises ``ValueError`` naming the bad option, an id
@@ -108,18 +138,42 @@ class App:
             raise ValueError(f"function {id!r}: timeout must be more than 0")
         if name is not None and (not isinstance(name, str) or not name.strip()):
             raise ValueError(f"function {id!r}: bad name {name!r}: use a non-empty string")
+        options = check_options(id, {
+            "concurrency": concurrency, "throttle": throttle, "rate_limit": rate_limit, "debounce": debounce,
+            "batch": batch, "priority": priority, "idempotency": idempotency, "cancel_on": cancel_on,
+            "start_timeout": start_timeout, "backoff": backoff, "allow_hosts": allow_hosts,
+            "checkpoint": checkpoint})
+        failure = None
+        if on_failure is not None:
+            failure = self._failure_handler(id, name or id, on_failure, retries, timeout_ms)
+            options["on_failure"] = failure.id
 
         def register(fn: F) -> F:
-            if not callable(fn):
-                raise TypeError(f"function {id!r}: @app.function must decorate a callable")
-            if getattr(getattr(fn, "__code__", None), "co_flags", 0) & _CO_ASYNC:
-                raise TypeError(f"function {id!r}: async functions are not supported yet; use a plain def")
-            if id in self._functions:
-                raise ValueError(f"function id {id!r} is already used in app {self.id!r}")
-            self._functions[id] = Function(fn, id, name or id, triggers, retries, timeout_ms)
+            _check_callable(fn, id)
+            for taken in (id, failure.id if failure else id):
+                if taken in self._functions:
+                    raise ValueError(f"function id {taken!r} is already used in app {self.id!r}")
+            self._functions[id] = Function(fn, id, name or id, triggers, retries, timeout_ms, options)
+            if failure is not None:
+                self._functions[failure.id] = failure
             return fn
 
         return register
+
+    def _failure_handler(self, fn_id: str, name: str, handler: Any, retries: int,
+                         timeout_ms: int | None) -> Function:
+        """The function that runs ``handler`` when a run of ``fn_id`` fails for good."""
+        failure_id = f"{fn_id}-failure"
+        check_id(failure_id, f"on_failure function id (from function {fn_id!r})")
+        if failure_id in self._functions:
+            raise ValueError(f"function {fn_id!r}: on_failure needs the id {failure_id!r}, which is already used "
+                             f"in app {self.id!r}")
+        if not callable(handler):
+            raise ValueError(f"function {fn_id!r}: bad on_failure {handler!r}: use a function fn(ctx)")
+        _check_callable(handler, failure_id)
+        trig = event(FAILED_EVENT, if_=f"event.data.function_id == '{self.id}/{fn_id}'")
+        return Function(handler, failure_id, f"{name} (on failure)", [trig], retries, timeout_ms,
+                        {"failure_of": fn_id})
 
     def introspect(self) -> dict[str, Any]:
         """The ``introspect`` response: the app and its functions. Calls no user code."""
@@ -139,7 +193,7 @@ class App:
             known = ", ".join(repr(k) for k in self._functions) or "none"
             return error_response("UnknownFunction",
                                   f"app {self.id!r} has no function {fid!r} (known: {known})")
-        return encode_op(_steps.call(function.fn, fid, request))
+        return encode_ops(call(function.fn, fid, request, app_id=self.id, budget=function.budget))
 
     def __repr__(self) -> str:
         return f"App({self.id!r}, functions={list(self._functions)!r})"
@@ -159,12 +213,18 @@ def _check_triggers(trigger: Any, fn_id: str) -> list[dict[str, Any]]:
     items = trigger if isinstance(trigger, list | tuple) else [trigger]
     out = []
     for item in items:
-        if isinstance(item, str):
-            item = event(item)
-        if not isinstance(item, dict) or not isinstance(item.get("event"), str):
-            raise ValueError(f"function {fn_id!r}: bad trigger {item!r}: use sluice.event(name, if_=...)")
-        out.append(event(item["event"], item.get("if")))
+        try:
+            out.append(check_trigger(item))
+        except ValueError as exc:
+            raise ValueError(f"function {fn_id!r}: bad trigger {item!r}: {exc}") from None
     return out
+
+
+def _check_callable(fn: Any, fn_id: str) -> None:
+    if not callable(fn):
+        raise TypeError(f"function {fn_id!r}: @app.function must decorate a callable")
+    if getattr(getattr(fn, "__code__", None), "co_flags", 0) & _CO_ASYNC:
+        raise TypeError(f"function {fn_id!r}: async functions are not supported yet; use a plain def")
 
 
 def error_response(name: str, message: str, stack: str = "") -> bytes:
@@ -176,15 +236,28 @@ def error_response(name: str, message: str, stack: str = "") -> bytes:
     return pack({"v": VERSION, "ops": [op]})
 
 
-def encode_op(op: dict[str, Any]) -> bytes:
-    """``{"v": 1, "ops": [op]}`` as msgpack; a result msgpack cannot encode becomes an error op."""
+def encode_ops(ops: list[dict[str, Any]]) -> bytes:
+    """``{"v": 1, "ops": ops}`` as msgpack. The first op whose data msgpack cannot encode is
+    replaced, with every op after it, by an ``UnencodableOutput`` error op naming it; the
+    ops before it are kept (steps that completed stay completed)."""
     try:
-        return pack({"v": VERSION, "ops": [op]})
-    except (TypeError, ValueError, OverflowError, RecursionError) as exc:  # RecursionError: a cycle
-        who = f"step {op['name']!r}" if op["op"] == "step" else "the function"
-        bad = _find_unencodable(op.get("data"), "result", 0) or str(exc)
-        return error_response("UnencodableOutput", f"{who} returned a value msgpack cannot encode: {bad}; "
-                              f"return None, bool, int, float, str, bytes, or lists and dicts of them")
+        return pack({"v": VERSION, "ops": ops})
+    except (TypeError, ValueError, OverflowError, RecursionError):  # RecursionError: a cycle
+        pass
+    good = []
+    for op in ops:
+        try:
+            pack(op)
+        except (TypeError, ValueError, OverflowError, RecursionError) as exc:
+            who = f"step {op['name']!r}" if "name" in op else "the function"
+            bad = _find_unencodable(op.get("data"), "result", 0) or str(exc)
+            message = (f"{who} returned a value msgpack cannot encode: {bad}; return None, bool, int, float, "
+                       f"str, bytes, or lists and dicts of them")
+            good.append({"op": "error", "error": {"name": "UnencodableOutput", "message": message},
+                         "retriable": False, "retry_after_ms": None})
+            break
+        good.append(op)
+    return pack({"v": VERSION, "ops": good})
 
 
 _SCALARS = (type(None), bool, float, str, bytes, bytearray)

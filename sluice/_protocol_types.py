@@ -29,6 +29,7 @@ class Request(TypedDict):
     steps: NotRequired[dict[str, dict[str, Any]]]
     run: NotRequired[RunInfo]
     target: NotRequired[str | None]
+    now_ms: NotRequired[int | None]
 
 
 class Response(TypedDict):

@@ -39,7 +39,7 @@ MAX_FRAME_BYTES = 64 * 1024 * 1024
 
 OP_KINDS = frozenset({
     "done", "error", "step", "step_error",
-    "sleep", "wait_for_event", "send_event", "invoke", "planned",
+    "sleep", "wait_for_event", "send_event", "invoke", "planned", "fetch",
 })
 
 
@@ -71,6 +71,7 @@ _OP_FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {
     "send_event": {"id": str, "name": str, "events": list},
     "invoke": {"id": str, "name": str, "function": str, "timeout_ms": int},
     "planned": {"id": str, "name": str},
+    "fetch": {"id": str, "name": str, "request": dict, "timeout_ms": int},
 }
 
 

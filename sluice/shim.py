@@ -26,8 +26,8 @@ import os
 import sys
 
 from sluice._app import App, error_response
+from sluice._call import check_call
 from sluice._errors import error_info
-from sluice._steps import check_call
 from sluice.protocol import MAX_FRAME_BYTES, ProtocolError, decode_request, frame, read_frame
 
 TYPE_CHECKING = False  # not typing's: the guest must not pay for importing typing (see protocol.py)

@@ -7,8 +7,8 @@ import sluice
 
 def test_the_public_surface_is_small_and_explicit() -> None:
     assert sorted(sluice.__all__) == sorted([
-        "App", "Context", "Function", "Logger", "NonRetriableError", "RetryAfterError", "Step", "StepError",
-        "event", "parse_duration"])
+        "App", "Context", "FetchResponse", "Function", "Logger", "NonRetriableError", "RetryAfterError", "Step",
+        "StepError", "cron", "event", "parse_duration"])
 
 
 @pytest.mark.parametrize("bad", ["", "Shop", "-shop", "_x", "sh op", "shop!", "x" * 129, 7, None])
