@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import wasmtime
 from wasmtime import _ffi as ffi
+from wasmtime._extern import wrap_extern
 
 from sandboxes import _wasm_host
 from sandboxes._wasm_engine import GuestSpec, WasmEngine
@@ -35,7 +36,11 @@ _TRAP_REASONS = {
 
 @dataclass(frozen=True)
 class Outcome:
-    """What happened to one guest run, before it becomes a :class:`sandboxes.base.Result`."""
+    """What happened to one guest run, before it becomes a :class:`sandboxes.base.Result`.
+
+    ``started``: ``time.perf_counter()`` when the guest's ``_start`` was entered (or when
+    it was handed its request, for a pre-started one); ``ended``: when it finished or answered.
+    """
 
     stdout: bytes
     stderr: bytes
@@ -43,6 +48,8 @@ class Outcome:
     error: str | None
     timed_out: bool
     duration_ms: float
+    started: float = 0.0
+    ended: float = 0.0
 
 
 #: Largest table a guest may have (elements; 8 bytes each on the host).
@@ -71,38 +78,72 @@ def run_guest(
         deadline=time.monotonic() + limits.timeout_s,
         cancelled=cancelled or threading.Event(),
     )
-    exit_code: int | None = None
-    failure: wasmtime.WasmtimeError | wasmtime.Trap | None = None
-    instance: wasmtime.Instance | None = None
-    store = wasmtime.Store(engine.engine)
     _wasm_host.begin_call(state)
     try:
-        store.set_wasi(_wasi_config(spec, request))
-        # One memory of at most memory_mb; tables are host memory too (8 bytes an element).
-        store.set_limits(memory_size=limits.memory_mb * MiB, table_elements=MAX_TABLE_ELEMENTS,
-                         instances=1, tables=4, memories=1)
-        _wasm_host.watch_store(store)
-        if engine.fuel is not None:
-            store.set_fuel(engine.fuel)
+        store = new_store(engine, spec, limits, request)
         with engine.running():
-            try:
-                instance = pre.instantiate(store)
-                start_fn = instance.exports(store).get("_start")
-                if not isinstance(start_fn, wasmtime.Func):
-                    return _outcome(state, None, "not a WASI command: no _start export", start)
-                start_fn(store)
-                exit_code = 0
-            except wasmtime.ExitTrap as exc:
-                exit_code = exc.code
-            except (wasmtime.Trap, wasmtime.WasmtimeError) as exc:
-                failure = exc
-        error = _error(engine, state, exit_code, failure, instance, store, limits)
-        return _outcome(state, exit_code, error, start)
+            exit_code, failure, instance, started = start_guest(pre, store)
+        error = classify(engine, state, exit_code, failure, instance, store, limits)
+        return _outcome(state, exit_code, error, start, started)
     finally:
         _wasm_host.end_call()
 
 
-def _error(
+def new_store(engine: WasmEngine, spec: GuestSpec, limits: Limits, stdin: bytes | str) -> wasmtime.Store:
+    """A fresh store for one guest: WASI context, limits, the epoch watch, fuel.
+
+    ``stdin``: the request bytes, or the host path of a file (a pipe) to read it from.
+    Raises ``wasmtime.WasmtimeError`` if a preopen or the stdin path cannot be opened.
+    """
+    store = wasmtime.Store(engine.engine)
+    store.set_wasi(_wasi_config(spec, stdin))
+    # One memory of at most memory_mb; tables are host memory too (8 bytes an element).
+    store.set_limits(memory_size=limits.memory_mb * MiB, table_elements=MAX_TABLE_ELEMENTS,
+                     instances=1, tables=4, memories=1)
+    _wasm_host.watch_store(store)
+    if engine.fuel is not None:
+        store.set_fuel(engine.fuel)
+    return store
+
+
+def start_guest(
+    pre: wasmtime.InstancePre, store: wasmtime.Store
+) -> tuple[int | None, wasmtime.WasmtimeError | wasmtime.Trap | None, wasmtime.Instance | None, float]:
+    """Instantiate ``pre`` in ``store`` and run ``_start`` to its end, on this thread.
+
+    Returns (exit code or None, the trap or error that ended it or None, the instance
+    if it was made, ``perf_counter()`` when ``_start`` was entered). The caller keeps
+    the engine's epoch ticking (``engine.running()``) meanwhile.
+    """
+    instance: wasmtime.Instance | None = None
+    started = time.perf_counter()
+    try:
+        instance = pre.instantiate(store)
+        start_fn = _export(store, instance, b"_start")
+        if not isinstance(start_fn, wasmtime.Func):
+            return None, wasmtime.WasmtimeError(NO_START), instance, started
+        started = time.perf_counter()
+        start_fn(store)
+        return 0, None, instance, started
+    except wasmtime.ExitTrap as exc:
+        return exc.code, None, instance, started
+    except (wasmtime.Trap, wasmtime.WasmtimeError) as exc:
+        return None, exc, instance, started
+
+
+NO_START = "not a WASI command: no _start export"
+
+
+def _export(store: wasmtime.Store, instance: wasmtime.Instance, name: bytes) -> object:
+    """One export by name, without wrapping every export as ``instance.exports()`` does."""
+    item = ffi.wasmtime_extern_t()
+    found = ffi.wasmtime_instance_export_get(store._context(), ctypes.byref(instance._instance),
+                                             name, len(name), ctypes.byref(item))
+    return wrap_extern(item) if found else None
+
+
+def classify(
+
     engine: WasmEngine,
     state: _wasm_host.CallState,
     exit_code: int | None,
@@ -122,6 +163,8 @@ def _error(
         return STOPPED
     if exit_code == 0:
         return None
+    if failure is not None and str(failure) == NO_START:
+        return NO_START
     if instance is None and failure is not None:  # instantiation failed
         text = _first_line(failure)
         if "memory" in text and ("limit" in text or "minimum" in text):
@@ -139,13 +182,18 @@ def _error(
     return reason
 
 
-def _wasi_config(spec: GuestSpec, request: bytes) -> wasmtime.WasiConfig:
+def _wasi_config(spec: GuestSpec, stdin: bytes | str) -> wasmtime.WasiConfig:
     wasi = wasmtime.WasiConfig()
-    wasi.argv = list(spec.argv)
-    wasi.env = [list(pair) for pair in spec.env]
+    if spec.argv:
+        wasi.argv = list(spec.argv)
+    if spec.env:
+        wasi.env = [list(pair) for pair in spec.env]
     for host, guest in spec.preopens:
         wasi.preopen_dir(host, guest, False)  # fs_mutable=False: read-only dir and files
-    _set_stdin_bytes(wasi, request)
+    if isinstance(stdin, str):
+        wasi.stdin_file = stdin
+    else:
+        _set_stdin_bytes(wasi, stdin)
     return wasi
 
 
@@ -179,14 +227,19 @@ def _ends_in_memory_error(stderr: bytearray) -> bool:
     return tail.startswith(b"MemoryError")
 
 
-def _outcome(state: _wasm_host.CallState, exit_code: int | None, error: str | None, start: float) -> Outcome:
+def _outcome(
+    state: _wasm_host.CallState, exit_code: int | None, error: str | None, start: float, started: float
+) -> Outcome:
+    ended = time.perf_counter()
     return Outcome(
         stdout=bytes(state.stdout),
         stderr=bytes(state.stderr),
         exit_code=exit_code if error is None or exit_code else None,
         error=error,
         timed_out=state.stopped == "timeout",
-        duration_ms=(time.perf_counter() - start) * 1000,
+        duration_ms=(ended - start) * 1000,
+        started=started,
+        ended=ended,
     )
 
 
