@@ -176,3 +176,19 @@ def event_detail(event: dict[str, Any]) -> str:
     if runs:
         lines += ["  " + line for line in runs_table(runs).splitlines()]
     return "\n".join(lines)
+
+
+def trigger_text(trigger: Any) -> str:
+    """A trigger as ``event`` or ``event if EXPR`` (or its JSON, for a kind not known here)."""
+    if isinstance(trigger, dict) and trigger.get("event"):
+        cond = trigger.get("if")
+        return clean(trigger["event"] + (f" if {cond}" if cond else ""))
+    return one_line(trigger, 80)
+
+
+def functions_table(functions: list[dict[str, Any]]) -> str:
+    if not functions:
+        return "No functions. Is an app loaded? (sluice dev APP)"
+    return table(("FUNCTION", "TRIGGERS", "SANDBOX"), [
+        (str(f.get("id")), ", ".join(trigger_text(t) for t in f.get("triggers") or []), str(f.get("sandbox")))
+        for f in functions])

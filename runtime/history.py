@@ -22,16 +22,15 @@ Usage::
 from __future__ import annotations
 
 import asyncio
-import json
 import sqlite3
 import threading
-import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+from runtime import _history_rows as rows
 from runtime import _history_sql as sql
 from runtime._history_writer import Writer
 
@@ -43,7 +42,6 @@ READERS = 2
 # writer that falls behind slows its callers instead of growing memory without end.
 HIGH_WATER = 50_000
 MAX_LIMIT = 1000
-RUN_STATUSES = frozenset({"queued", "running", "sleeping", "waiting", "completed", "failed", "cancelled"})
 
 
 def parse_url(url: str) -> str:
@@ -71,25 +69,6 @@ def _redact(url: str) -> str:
     if sep and at and ":" in userinfo:
         return f"{scheme}://{userinfo.split(':', 1)[0]}:***@{host}"
     return url
-
-
-def to_json(value: Any) -> str | None:
-    """JSON text for ``value`` (``None`` stays SQL NULL); never raises.
-
-    Values inside that JSON cannot hold (bytes, sets, dates) become their ``repr``;
-    a value that cannot be encoded at all (NaN, a cycle, non-string keys) is stored as
-    one ``repr`` string.
-    """
-    if value is None:
-        return None
-    try:
-        return json.dumps(value, separators=(",", ":"), allow_nan=False, default=repr)
-    except (ValueError, TypeError, RecursionError):
-        return json.dumps(repr(value)[:65536])
-
-
-def _load(text: str | None) -> Any:
-    return None if text is None else json.loads(text)
 
 
 class History:
@@ -191,16 +170,9 @@ class History:
         Each: ``{"id", "name", "data": dict, "ts", "received_at"}`` (ms); other keys
         (``user``, ``v``) are kept and given back by :meth:`get_event`.
         """
-        for ev in events:  # all or nothing: check every event before queueing any
-            _require(ev, "event", ("id", "name"))
-        now = _now_ms()
-        for ev in events:
-            received = _first(ev.get("received_at"), ev.get("ts"), now)
-            extra = {k: v for k, v in ev.items() if k not in ("id", "name", "data", "ts", "received_at")}
-            await self._put(sql.INSERT_EVENT, (
-                ev["id"], ev["name"], to_json(ev.get("data") or {}), _first(ev.get("ts"), received), received,
-                to_json(extra) if extra else None,
-            ))
+        params = [rows.event_params(ev, now=rows.now_ms()) for ev in events]  # all checked before any is queued
+        for p in params:
+            await self._put(sql.INSERT_EVENT, p)
 
     async def record_run(self, run: dict[str, Any]) -> None:
         """Insert a run or update its status, times, output and error.
@@ -210,17 +182,7 @@ class History:
         beyond the fixed fields (e.g. ``replay_of``, ``parent``) are kept and given back;
         a write with none keeps the ones recorded before.
         """
-        _require(run, "run", ("id", "function", "status"))
-        if run["status"] not in RUN_STATUSES:
-            raise ValueError(f"run status {run['status']!r} is not one of {', '.join(sorted(RUN_STATUSES))}")
-        app = run.get("app") or run["function"].split("/", 1)[0]
-        extra = {k: v for k, v in run.items() if k not in _RUN_FIELDS}
-        await self._put(sql.UPSERT_RUN, (
-            run["id"], run["function"], app, run.get("event_id"), run["status"],
-            _first(run.get("created_at"), _now_ms()), run.get("started_at"), run.get("ended_at"),
-            to_json(run.get("output")), to_json(run.get("error")), run.get("attempt") or 0,
-            to_json(extra) if extra else None,
-        ))
+        await self._put(sql.UPSERT_RUN, rows.run_params(run))
 
     async def record_step(self, run_id: str, step: dict[str, Any]) -> None:
         """Record one step attempt; the same (run, step_id, attempt) again replaces it.
@@ -229,12 +191,7 @@ class History:
         "output", "error": dict|None, "started_at", "ended_at", "duration_ms",
         "timings": {name: ms}, "logs": str}``.
         """
-        _require(step, "step", ("step_id", "status"))
-        await self._put(sql.UPSERT_STEP, (
-            run_id, step["step_id"], step.get("name") or step["step_id"], step.get("attempt") or 0, step["status"],
-            to_json(step.get("output")), to_json(step.get("error")), step.get("started_at"), step.get("ended_at"),
-            step.get("duration_ms"), to_json(step.get("timings") or {}), step.get("logs") or "",
-        ))
+        await self._put(sql.UPSERT_STEP, rows.step_params(run_id, step))
 
     async def flush(self) -> None:
         """Wait until everything recorded so far is committed (or dropped and logged)."""
@@ -275,8 +232,8 @@ class History:
             row = conn.execute(sql.SELECT_EVENT, (event_id,)).fetchone()
             if row is None:
                 return None
-            event = _event_row(row)
-            event["runs"] = [_run_row(r) for r in conn.execute(sql.SELECT_RUNS_OF_EVENT, (event_id,))]
+            event = rows.event_doc(row)
+            event["runs"] = [rows.run_doc(r) for r in conn.execute(sql.SELECT_RUNS_OF_EVENT, (event_id,))]
             return event
         return await self._read(q)
 
@@ -286,9 +243,8 @@ class History:
 
         ``ValueError`` for a limit outside 1..1000 or a cursor this store did not give.
         """
-        rows = await self._page("events", "received_at", {"name": name}, limit, cursor)
-        items = [_event_row(r) for r in rows[:limit]]
-        return items, _next_cursor(rows, limit, time_index=4)
+        found = await self._page("events", "received_at", {"name": name}, limit, cursor)
+        return [rows.event_doc(r) for r in found[:limit]], _next_cursor(found, limit, time_index=4)
 
     async def list_runs(self, *, function: str | None = None, status: str | None = None, limit: int = 50,
                         cursor: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
@@ -296,9 +252,8 @@ class History:
 
         ``ValueError`` for a limit outside 1..1000 or a cursor this store did not give.
         """
-        rows = await self._page("runs", "created_at", {"function": function, "status": status}, limit, cursor)
-        items = [_run_row(r) for r in rows[:limit]]
-        return items, _next_cursor(rows, limit, time_index=5)
+        found = await self._page("runs", "created_at", {"function": function, "status": status}, limit, cursor)
+        return [rows.run_doc(r) for r in found[:limit]], _next_cursor(found, limit, time_index=5)
 
     async def _page(self, table: str, time_col: str, equal: dict[str, str | None], limit: int,
                     cursor: str | None) -> list[tuple[Any, ...]]:
@@ -314,57 +269,14 @@ class History:
             row = conn.execute(sql.SELECT_RUN, (run_id,)).fetchone()
             if row is None:
                 return None
-            run = _run_row(row)
-            run["steps"] = [_step_row(r) for r in conn.execute(sql.SELECT_STEPS, (run_id,))]
+            run = rows.run_doc(row)
+            run["steps"] = [rows.step_doc(r) for r in conn.execute(sql.SELECT_STEPS, (run_id,))]
             return run
         return await self._read(q)
 
 
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-def _first(*values: Any) -> Any:
-    """The first value that is not None (0 is a time like any other)."""
-    return next(v for v in values if v is not None)
-
-
-def _require(doc: dict[str, Any], what: str, keys: tuple[str, ...]) -> None:
-    if not isinstance(doc, dict):
-        raise TypeError(f"a {what} must be a dict, not {type(doc).__name__}")
-    for key in keys:
-        if doc.get(key) is None:
-            raise ValueError(f"a {what} needs {key!r}; got keys {sorted(doc)}")
-
-
-def _next_cursor(rows: list[tuple[Any, ...]], limit: int, *, time_index: int) -> str | None:
-    if len(rows) <= limit:
+def _next_cursor(found: list[tuple[Any, ...]], limit: int, *, time_index: int) -> str | None:
+    if len(found) <= limit:
         return None
-    last = rows[limit - 1]
+    last = found[limit - 1]
     return sql.make_cursor(last[time_index], last[0])
-
-
-def _event_row(row: tuple[Any, ...]) -> dict[str, Any]:
-    extra = _load(row[5]) or {}
-    return {**extra, "id": row[0], "name": row[1], "data": _load(row[2]), "ts": row[3], "received_at": row[4]}
-
-
-_RUN_FIELDS = frozenset({"id", "function", "app", "event_id", "status", "created_at", "started_at", "ended_at",
-                         "output", "error", "attempt", "steps"})
-
-
-def _run_row(row: tuple[Any, ...]) -> dict[str, Any]:
-    return {
-        **(_load(row[11]) or {}),
-        "id": row[0], "function": row[1], "app": row[2], "event_id": row[3], "status": row[4],
-        "created_at": row[5], "started_at": row[6], "ended_at": row[7], "output": _load(row[8]),
-        "error": _load(row[9]), "attempt": row[10],
-    }
-
-
-def _step_row(row: tuple[Any, ...]) -> dict[str, Any]:
-    return {
-        "step_id": row[0], "name": row[1], "attempt": row[2], "status": row[3], "output": _load(row[4]),
-        "error": _load(row[5]), "started_at": row[6], "ended_at": row[7], "duration_ms": row[8],
-        "timings": _load(row[9]) or {}, "logs": row[10] or "",
-    }

@@ -65,6 +65,9 @@ class FakeApi:
             web.post("/e/{key}", self.post_events),
             web.get("/v1/runs", self.list_runs),
             web.get("/v1/runs/{id}", self.get_run),
+            web.post("/v1/runs/{id}/cancel", self.cancel_run),
+            web.post("/v1/runs/{id}/replay", self.replay_run),
+            web.get("/v1/functions", self.list_functions),
             web.get("/v1/events", self.list_events),
             web.get("/v1/events/{id}", self.get_event),
             web.get("/html/v1/runs", self.html),
@@ -108,6 +111,27 @@ class FakeApi:
                       "error": {"name": "ValueError", "message": "bad order", "stack": "at line 9"}}
             return web.json_response({"data": {**failed, "steps": STEPS[:1]}})
         return web.json_response({"error": f"no run {run_id}"}, status=404)
+
+    async def cancel_run(self, request: web.Request) -> web.Response:
+        self._remember(request, await request.json())
+        run_id = request.match_info["id"]
+        if run_id == RUN_ID:  # already completed: returned unchanged
+            return web.json_response({"data": RUN})
+        if run_id == "01SLEEPING":
+            return web.json_response({"data": {**RUN, "id": run_id, "status": "cancelled"}})
+        return web.json_response({"error": f"no run {run_id}"}, status=404)
+
+    async def replay_run(self, request: web.Request) -> web.Response:
+        self._remember(request, await request.json())
+        return web.json_response({"data": {**RUN, "id": "01REPLAY", "status": "queued", "replay_of": RUN_ID}})
+
+    async def list_functions(self, request: web.Request) -> web.Response:
+        self._remember(request)
+        return web.json_response({"data": [
+            {"id": "shop/vip-welcome", "app": "shop", "slug": "vip-welcome", "name": "VIP welcome",
+             "triggers": [{"event": "shop/order.created", "if": "event.data.total > 100"}], "retries": 3,
+             "timeout_ms": 300000, "sandbox": "wasm", "target": {"kind": "python", "ref": "/apps/shop"}},
+            {"id": "shop/nightly", "triggers": [{"cron": "0 3 * * *"}], "sandbox": "docker"}]})
 
     async def list_events(self, request: web.Request) -> web.Response:
         self._remember(request)
@@ -279,3 +303,30 @@ def test_the_command_url_overrides_the_global_one(api: FakeApi) -> None:
 def test_a_slow_server_times_out_with_a_clear_message(api: FakeApi) -> None:
     with pytest.raises(ApiError, match=r"did not answer within 0\.3 s"):
         request("GET", api.url + "/slow", "/v1/runs", timeout_s=0.3)
+
+
+def test_cancel_says_whether_it_cancelled_or_the_run_had_ended(api: FakeApi) -> None:
+    code, out, _ = sluice(api, "cancel", "01SLEEPING")
+    assert (code, out) == (0, "run 01SLEEPING cancelled\n")
+    assert api.requests[0]["method"] == "POST" and api.requests[0]["path"] == "/v1/runs/01SLEEPING/cancel"
+    code, out, _ = sluice(api, "cancel", RUN_ID)
+    assert (code, out) == (0, f"run {RUN_ID} had already ended: completed\n")
+    code, _, err = sluice(api, "cancel", "01NOPE")
+    assert code == 1 and "no run 01NOPE" in err
+
+
+def test_replay_prints_the_new_run_id_and_passes_from_step(api: FakeApi) -> None:
+    code, out, _ = sluice(api, "replay", RUN_ID)
+    assert (code, out) == (0, "01REPLAY\n") and api.requests[0]["body"] == {}
+    code, out, _ = sluice(api, "replay", RUN_ID, "--from-step", "aa", "--json")
+    assert code == 0 and json.loads(out)["data"]["replay_of"] == RUN_ID
+    assert api.requests[1]["body"] == {"from_step": "aa"}
+
+
+def test_functions_lists_ids_triggers_and_sandboxes(api: FakeApi) -> None:
+    code, out, _ = sluice(api, "functions")
+    lines = out.splitlines()
+    assert code == 0 and lines[0].split() == ["FUNCTION", "TRIGGERS", "SANDBOX"]
+    assert "shop/vip-welcome" in lines[1] and "shop/order.created if event.data.total > 100" in lines[1]
+    assert lines[1].endswith("wasm")
+    assert '{"cron":"0 3 * * *"}' in lines[2] and lines[2].endswith("docker")
