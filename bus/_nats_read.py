@@ -62,9 +62,9 @@ async def read_since(
         ack_policy=AckPolicy.NONE, filter_subject=subject, mem_storage=True, num_replicas=1,
         inactive_threshold=INACTIVE_THRESHOLD_S, deliver_policy=DeliverPolicy.ALL,
     )
-    if since > 0:
+    start_us = min(int(since * 1_000_000) - 1, _LAST_US)
+    if start_us > 0:  # else every message is late enough: read from the first
         config.deliver_policy = DeliverPolicy.BY_START_TIME
-        start_us = min(int(since * 1_000_000) - 1, _LAST_US)
         config.opt_start_time = _EPOCH + datetime.timedelta(microseconds=start_us)
     what = f"read_since on stream {stream!r}, subject {subject!r}"
     js = bus.jetstream

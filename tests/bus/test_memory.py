@@ -126,3 +126,22 @@ def test_open_bus_picks_the_driver_by_url() -> None:
     assert isinstance(open_bus("nats://127.0.0.1:4222,nats://127.0.0.1:4223", name="node-1"), NatsBus)
     with pytest.raises(BusError, match="unknown bus URL"):
         open_bus("redis://localhost")
+
+
+async def test_read_since_uses_the_clock_for_store_times_due_times_and_max_age(
+    bus: MemoryBus, clock: Clock
+) -> None:
+    await bus.ensure_stream(StreamSpec("S", ["s.>"], allow_schedules=True, max_age_s=100))
+    start = clock.now
+    await bus.publish("s.a", b"a")
+    clock.now += 10
+    await bus.publish("s.later", b"later", deliver_at=start + 30)
+    await bus.publish("s.b", b"b")
+    got = await bus.read_since("S", "s.>", start)
+    assert [(m.data, m.timestamp, m.seq) for m in got] == [(b"a", start, 1), (b"b", start + 10, 3)]
+    assert [m.data for m in await bus.read_since("S", "s.>", start + 0.5)] == [b"b"]
+    clock.now = start + 30
+    got = await bus.read_since("S", "s.>", start)
+    assert [(m.data, m.timestamp) for m in got] == [(b"a", start), (b"b", start + 10), (b"later", start + 30)]
+    clock.now = start + 105  # "a" is past max_age
+    assert [m.data for m in await bus.read_since("S", "s.>", 0)] == [b"b", b"later"]
