@@ -1,0 +1,66 @@
+"""Family ``wasm``: one call of a tiny WASI module (``bench/apps/done.wat``).
+
+Rows:
+
+* ``wasm.module.warm`` — ``WasmSandbox.run`` with ``Target.warm=True`` (a pre-started
+  instance, when the sandbox has them); goal p50 ≤ 0.3 ms; peer: the naive call.
+* ``wasm.module.fresh`` — ``WasmSandbox.run`` with ``Target.warm=False`` (a fresh
+  instance of the cached, pre-linked module); peer: the naive call.
+* ``wasm.module.naive`` — :func:`bench.naive_wasm.module_call`: new engine, compile,
+  linker, store and WASI with temp-file stdio, per call.
+
+Each time is the whole call as a host sees it: from ``await sandbox.run(...)`` to its
+result (thread-pool hop included), or the naive function's call and return.
+"""
+
+from __future__ import annotations
+
+from bench import naive_wasm
+from bench.guests import DONE_WAT, WORK_REQUEST, check_done, sandbox_call, served_warm
+from bench.measure import Budget, Settings, TimingsMean, measure, measure_interleaved
+from bench.report import Goal, Row
+from sandboxes.base import Limits, Target
+from sandboxes.wasm import WasmSandbox
+
+FAMILY = "wasm"
+LIMITS = Limits(memory_mb=64, timeout_s=10.0)
+NOT_BUILT = "n/a (not built yet): Target.warm=True was served by a fresh instance (Result.warm is false)"
+
+
+def rows() -> list[Row]:
+    naive = "wasm.module.naive"
+    return [
+        Row("wasm.module.warm", FAMILY, "WasmSandbox.run, Target.warm=True, tiny WAT module",
+            peer=naive, goal=Goal("p50_ms", 0.3, "p50 <= 0.3 ms")),
+        Row("wasm.module.fresh", FAMILY, "WasmSandbox.run, Target.warm=False, tiny WAT module", peer=naive),
+        Row(naive, FAMILY, "fresh Engine+compile+Linker+Store+WASI (temp-file stdio) per call"),
+    ]
+
+
+async def run(settings: Settings) -> list[Row]:
+    warm, fresh, naive = rows()
+    wat = DONE_WAT.read_text()
+
+    async def naive_call() -> None:
+        check_done(naive_wasm.module_call(wat, WORK_REQUEST), naive.name)
+
+    async with WasmSandbox() as sandbox:
+        warm_target = Target("module", str(DONE_WAT), warm=True)
+        fresh_target = Target("module", str(DONE_WAT), warm=False)
+        await sandbox.prepare(warm_target)
+        await sandbox.prepare(fresh_target)
+        warm_timings, fresh_timings = TimingsMean(), TimingsMean()
+        warm_call = sandbox_call(sandbox, warm_target, warm, warm_timings, check=check_done, limits=LIMITS)
+        fresh_call = sandbox_call(sandbox, fresh_target, fresh, fresh_timings, check=check_done, limits=LIMITS)
+
+        if await served_warm(warm_call, warm):
+            budget = settings.pick(Budget(3000, 10.0, warmup=200), Budget(30, 2.0, warmup=5))
+            warm.samples_ns = await measure(warm_call, budget)
+            warm.extra["timings_mean_ms"] = warm_timings.means()
+        else:
+            warm.mark("n/a", NOT_BUILT)
+
+        budget = settings.pick(Budget(600, 10.0, warmup=20), Budget(20, 2.0, warmup=3))
+        fresh.samples_ns, naive.samples_ns = await measure_interleaved([fresh_call, naive_call], budget)
+        fresh.extra["timings_mean_ms"] = fresh_timings.means()
+    return [warm, fresh, naive]

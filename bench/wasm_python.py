@@ -1,0 +1,69 @@
+"""Family ``wasm-python``: one call of the tiny Python app (``bench/apps/tiny``) on CPython for WASI.
+
+Rows:
+
+* ``wasm.python.warm`` — ``WasmSandbox.run`` with ``Target.warm=True`` (a pre-started
+  interpreter, when the sandbox has them); goal p50 ≤ 25 ms; peer: the fresh call.
+* ``wasm.python.fresh`` — ``WasmSandbox.run`` with ``Target.warm=False``: a fresh
+  interpreter per call, started by the sandbox (cached module, pre-linked, in-memory
+  stdio, unpacked stdlib, precompiled SDK); peer: the naive call.
+* ``wasm.python.naive`` — :class:`bench.naive_wasm.NaivePython`: a fresh interpreter per
+  call with the whole WASI set-up per call (only the compiled module is reused).
+
+One call is the ``work`` function running one step: one ``step`` op back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from bench import naive_wasm
+from bench.guests import TINY_APP, WORK_REQUEST, check_work, sandbox_call, served_warm
+from bench.measure import Budget, Settings, TimingsMean, measure, measure_interleaved
+from bench.report import Goal, Row
+from sandboxes.base import Limits, Target
+from sandboxes.wasm import WasmSandbox, default_cache_dir
+
+FAMILY = "wasm-python"
+LIMITS = Limits(memory_mb=256, timeout_s=30.0)
+NOT_BUILT = "n/a (not built yet): Target.warm=True was served by a fresh interpreter (Result.warm is false)"
+
+
+def rows() -> list[Row]:
+    fresh, naive = "wasm.python.fresh", "wasm.python.naive"
+    return [
+        Row("wasm.python.warm", FAMILY, "WasmSandbox.run, Target.warm=True, tiny Python app, one step",
+            peer=fresh, goal=Goal("p50_ms", 25.0, "p50 <= 25 ms")),
+        Row(fresh, FAMILY, "WasmSandbox.run, Target.warm=False: fresh interpreter per call", peer=naive),
+        Row(naive, FAMILY, "fresh interpreter, whole WASI set-up and temp-file stdio per call"),
+    ]
+
+
+async def run(settings: Settings) -> list[Row]:
+    warm, fresh, naive = rows()
+    # Compiling CPython takes ~5 s the first time; cached on disk after that.
+    peer = await asyncio.to_thread(naive_wasm.NaivePython, default_cache_dir() / "bench", TINY_APP)
+
+    async def naive_call() -> None:
+        check_work(peer.call(WORK_REQUEST), naive.name)
+
+    async with WasmSandbox() as sandbox:
+        warm_target = Target("python", str(TINY_APP), warm=True)
+        fresh_target = Target("python", str(TINY_APP), warm=False)
+        await sandbox.prepare(warm_target)
+        await sandbox.prepare(fresh_target)
+        warm_timings, fresh_timings = TimingsMean(), TimingsMean()
+        warm_call = sandbox_call(sandbox, warm_target, warm, warm_timings, check=check_work, limits=LIMITS)
+        fresh_call = sandbox_call(sandbox, fresh_target, fresh, fresh_timings, check=check_work, limits=LIMITS)
+
+        if await served_warm(warm_call, warm):
+            budget = settings.pick(Budget(400, 10.0, warmup=20), Budget(10, 2.0, warmup=2))
+            warm.samples_ns = await measure(warm_call, budget)
+            warm.extra["timings_mean_ms"] = warm_timings.means()
+        else:
+            warm.mark("n/a", NOT_BUILT)
+
+        budget = settings.pick(Budget(40, 15.0, warmup=2), Budget(4, 3.0, warmup=1))
+        fresh.samples_ns, naive.samples_ns = await measure_interleaved([fresh_call, naive_call], budget)
+        fresh.extra["timings_mean_ms"] = fresh_timings.means()
+    return [warm, fresh, naive]
