@@ -1,7 +1,7 @@
 """One request in one fresh container: create, attach, start, feed stdin, collect, remove.
 
-The hardened container config of DESIGN §5 lives in :func:`container_config`; a
-warm pool (a later issue) reuses it and replaces only :class:`OneShotRunner`.
+The hardened container config of DESIGN §5 lives in :func:`container_config`; the
+warm pool (``_docker_pool``) starts its containers from the same config.
 
 Every run ends with the container removed, whatever happened: normal exit, a limit
 hit, an engine error, or the awaiting task being cancelled.
@@ -14,6 +14,7 @@ import contextlib
 import time
 import uuid
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from sandboxes._docker_api import EngineClient, EngineError
@@ -126,9 +127,14 @@ class OneShotRunner:
         #: Set by the sandbox's close(): runs still underway then end in SandboxError.
         self.closing = False
 
-    async def run(self, image: str, env: Mapping[str, str], request: bytes, limits: Limits) -> Result:
+    async def run(
+        self, image: str, env: Mapping[str, str], request: bytes, limits: Limits, *, runtime: str | None = None
+    ) -> Result:
+        """Run ``request`` in a fresh container of ``image`` (under ``runtime``, default the
+        runner's). ``Result.timings``: ``acquire_ms`` (create, attach, start), ``run_ms``
+        (the guest until it exits), ``remove_ms`` (not in ``duration_ms``)."""
         config = container_config(
-            image, env, limits, runtime=self.runtime, labels={"sluice.sandbox": self.owner}
+            image, env, limits, runtime=runtime or self.runtime, labels={"sluice.sandbox": self.owner}
         )
         started = time.monotonic()
         name = f"sluice-{uuid.uuid4().hex[:16]}"
@@ -138,10 +144,13 @@ class OneShotRunner:
             raise SandboxError(f"cannot create a container from {image}: {exc.message}") from None
         self.live.add(cid)
         try:
-            return await self._run(cid, request, limits, started)
+            result = await self._run(cid, request, limits, started)
         finally:
             # Shielded: a cancelled caller still gets its container removed.
+            removing = time.monotonic()
             await asyncio.shield(self._discard(cid))
+        timings = {**result.timings, "remove_ms": (time.monotonic() - removing) * 1000}
+        return replace(result, timings=timings)
 
     async def _discard(self, cid: str) -> None:
         try:
@@ -159,6 +168,7 @@ class OneShotRunner:
                 await self.api.start(cid)
             except EngineError as exc:
                 raise SandboxError(f"cannot start container: {exc.message}") from None
+            running = time.monotonic()
             feeder = asyncio.create_task(attachment.send_stdin(request))
             exit_code: int | None = None
             try:
@@ -189,7 +199,8 @@ class OneShotRunner:
         if self.closing:
             # The host killed it, not the guest's fault: say so instead of "code 137".
             raise SandboxError("the docker sandbox was closed during the run")
-        duration_ms = (time.monotonic() - started) * 1000
+        ended = time.monotonic()
+        duration_ms = (ended - started) * 1000
         error: str | None = None
         if timed_out:
             error = f"timed out after {limits.timeout_s:g} s"
@@ -207,4 +218,5 @@ class OneShotRunner:
             error=error,
             duration_ms=duration_ms,
             timed_out=timed_out,
+            timings={"acquire_ms": (running - started) * 1000, "run_ms": (ended - running) * 1000},
         )

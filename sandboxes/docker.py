@@ -1,4 +1,4 @@
-"""The Docker sandbox: each request runs in a fresh, hardened container.
+"""The Docker sandbox: requests run in hardened containers, warm ones when possible.
 
 Targets:
   * ``image`` — a prebuilt image whose entrypoint speaks the guest protocol. It must
@@ -7,9 +7,15 @@ Targets:
     Python guest image (``images/python``), which is itself built on ``base_image``
     when missing or built from an older SDK.
 
-Hardening (DESIGN §5) is in :func:`sandboxes._docker_oneshot.container_config`.
-Runtime ``runc`` (default) or ``runsc`` (gVisor; register it with
-``scripts/docker-engine.sh --gvisor``).
+Hardening (DESIGN §5) is in :func:`sandboxes._docker_oneshot.container_config`, for
+one-shot and warm containers alike. Runtime ``runc`` (default) or ``runsc`` (gVisor;
+register it with ``scripts/docker-engine.sh --gvisor``), per sandbox (``runtime=``)
+or per target (``Target.isolation``).
+
+Warm pools (``_docker_pool``): a target whose image runs the SDK shim (every python
+target) is served by a container kept running for its function version and limits,
+started on first use and reused until it wears out, fails, idles or is evicted;
+``Target.warm=False`` or ``PoolConfig(enabled=False)`` forces one container per call.
 
 Example::
 
@@ -24,15 +30,31 @@ client; only image builds (docker-py) run in a worker thread.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from sandboxes import _docker_images as images
 from sandboxes._docker_api import EngineClient, EngineError
 from sandboxes._docker_oneshot import LABEL, OneShotRunner
+from sandboxes._docker_pool import POOL_LABEL, PoolConfig, Spec, WarmPool
+from sandboxes._docker_warm import serve_command
 from sandboxes.base import Limits, Result, SandboxError, Target
+from sluice.protocol import MAX_FRAME_BYTES
+
+__all__ = ["POOL_LABEL", "DockerSandbox", "PoolConfig", "default_guest_image"]
 
 RUNTIMES = ("runc", "runsc")
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """An image ready to run: its tag, its id, and its warm command (``None``: one-shot only)."""
+
+    tag: str
+    image_id: str
+    serve: list[str] | None
 
 
 def default_guest_image() -> str:
@@ -43,7 +65,8 @@ def default_guest_image() -> str:
 class DockerSandbox:
     """A :class:`~sandboxes.base.Sandbox` on a local Docker engine.
 
-    ``runtime``: ``runc`` or ``runsc``. ``guest_image``: the Python guest image (default
+    ``runtime``: ``runc`` or ``runsc``, for targets whose ``isolation`` is ``None``.
+    ``pool``: warm pool settings (default :class:`PoolConfig`). ``guest_image``: the Python guest image (default
     :func:`default_guest_image`; when it is the default, it is (re)built here as needed).
     ``base_image``: what the guest image is built on. ``client``: an optional docker-py
     ``DockerClient`` used for builds. ``docker_host``: a ``unix://`` URL (default
@@ -56,6 +79,7 @@ class DockerSandbox:
         self,
         *,
         runtime: Literal["runc", "runsc"] = "runc",
+        pool: PoolConfig | None = None,
         guest_image: str | None = None,
         base_image: str = images.DEFAULT_BASE_IMAGE,
         client: Any = None,
@@ -67,15 +91,17 @@ class DockerSandbox:
         self.owns_guest_image = guest_image is None
         self.guest_image = guest_image or default_guest_image()
         self.base_image = base_image
-        #: Labels every container of this sandbox carries: ``sluice=1``, ``sluice.sandbox=<id>``.
+        #: Labels: every container ``sluice=1``; one-shot ones ``sluice.sandbox=<id>``,
+        #: warm ones ``sluice.pool=<id>``.
         self.id = uuid.uuid4().hex[:12]
         self._client = client
         self._own_client = client is None
         self._api = EngineClient(docker_host)
         self._runner = OneShotRunner(self._api, runtime=runtime, owner=self.id)
-        self._prepared: dict[tuple[str, str], str] = {}
+        self.pool = WarmPool(self._api, pool or PoolConfig(), owner=self.id)
+        self._prepared: dict[tuple[str, str], _Prepared] = {}
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
-        self._checked_runtime = False
+        self._checked_runtimes: set[str] = set()
         self._closed = False
 
     # --- the contract ---------------------------------------------------------
@@ -90,20 +116,54 @@ class DockerSandbox:
         await self._image_for(target, refresh=True)
 
     async def run(self, target: Target, request: bytes, limits: Limits) -> Result:
-        """Run ``request`` in a fresh container of ``target`` (prepared first if needed).
+        """Run ``request`` for ``target`` (prepared first if needed).
 
-        A misbehaving guest yields ``Result(ok=False, error=...)``; host-side trouble
-        raises :class:`SandboxError`. The container is removed in every case.
+        Warm when it can be (see the module docstring): ``Result.warm`` says whether an
+        already running container served it. Otherwise a fresh container that is removed
+        afterwards. ``Result.timings``: ``prepare_ms`` (finding the image), ``acquire_ms``
+        (taking a warm container or starting one), ``run_ms`` (the guest's work), and for
+        one-shot runs ``remove_ms``.
+
+        A misbehaving guest yields ``Result(ok=False, error=...)`` (a warm container that
+        misbehaved is replaced); host-side trouble raises :class:`SandboxError`.
         """
-        image = await self._image_for(target, refresh=False)
+        started = time.monotonic()
+        prepared = await self._image_for(target, refresh=False)
+        runtime = await self._runtime_for(target)
+        prepare_ms = (time.monotonic() - started) * 1000
         try:
-            return await self._runner.run(image, target.env, request, limits)
+            result: Result | None = None
+            if target.warm and prepared.serve is not None and len(request) <= MAX_FRAME_BYTES:
+                spec = Spec.of(prepared.image_id, target.env, runtime, limits, prepared.serve)
+                result = await self.pool.run(spec, request, limits)
+            if result is None:
+                result = await self._runner.run(prepared.image_id, target.env, request, limits, runtime=runtime)
+        except EngineError as exc:
+            raise SandboxError(str(exc)) from None
+        return replace(result, timings={"prepare_ms": prepare_ms, **result.timings},
+                       duration_ms=result.duration_ms + prepare_ms)
+
+    async def prewarm(self, target: Target, limits: Limits, count: int = 1) -> int:
+        """Start up to ``count`` warm containers for ``target`` under ``limits`` ahead of calls.
+
+        Returns how many were started: fewer when the key's cap or the memory budget is
+        reached (nothing is evicted for it), 0 when the target cannot be warm. Raises
+        :class:`SandboxError` as :meth:`prepare` does, or when a container cannot start.
+        """
+        prepared = await self._image_for(target, refresh=False)
+        runtime = await self._runtime_for(target)
+        if not target.warm or prepared.serve is None:
+            return 0
+        spec = Spec.of(prepared.image_id, target.env, runtime, limits, prepared.serve)
+        try:
+            return await self.pool.prewarm(spec, count)
         except EngineError as exc:
             raise SandboxError(str(exc)) from None
 
     def image_of(self, target: Target) -> str | None:
         """The image ``target`` last prepared as (``sluice/app:<hash>`` for an app), or ``None``."""
-        return self._prepared.get((target.kind, target.ref))
+        prepared = self._prepared.get((target.kind, target.ref))
+        return prepared.tag if prepared else None
 
     async def close(self) -> None:
         """Remove any container of this sandbox still around; safe to call twice."""
@@ -112,6 +172,7 @@ class DockerSandbox:
         self._closed = True
         self._runner.closing = True
         try:
+            await self.pool.close()
             leftovers = {c["Id"] for c in await self._api.list_containers({"sluice.sandbox": self.id})}
             for cid in leftovers | self._runner.live:
                 await self._api.remove(cid)
@@ -130,7 +191,18 @@ class DockerSandbox:
 
     # --- images ---------------------------------------------------------------
 
-    async def _image_for(self, target: Target, *, refresh: bool) -> str:
+    async def _runtime_for(self, target: Target) -> str:
+        runtime = target.isolation or self.runtime
+        if runtime not in RUNTIMES:
+            raise SandboxError(f"unknown isolation {runtime!r} for the docker sandbox: choose runc or runsc")
+        if runtime not in self._checked_runtimes:
+            try:
+                await self._check_runtime(runtime)
+            except EngineError as exc:
+                raise SandboxError(str(exc)) from None
+        return runtime
+
+    async def _image_for(self, target: Target, *, refresh: bool) -> _Prepared:
         if self._closed:
             raise SandboxError("this docker sandbox is closed")
         if target.kind not in ("image", "python"):
@@ -143,34 +215,32 @@ class DockerSandbox:
             if not refresh and key in self._prepared:
                 return self._prepared[key]
             try:
-                await self._check_runtime()
-                if target.kind == "image":
-                    image = await self._check_image(target.ref)
-                else:
-                    image = await self._app_image(target.ref)
+                await self._check_runtime(target.isolation or self.runtime)
+                tag = target.ref if target.kind == "image" else await self._app_image(target.ref)
+                found = await self._api.inspect_image(tag)
             except EngineError as exc:
                 raise SandboxError(str(exc)) from None
-            self._prepared[key] = image
-            return image
+            if found is None:
+                raise SandboxError(
+                    f"image {tag!r} not found on the local engine, and there is no registry to pull "
+                    "from: build it here (docker build -t ... ; see images/README.md)"
+                )
+            prepared = _Prepared(tag, str(found["Id"]), serve_command(found.get("Config") or {}))
+            self._prepared[key] = prepared
+            return prepared
 
-    async def _check_runtime(self) -> None:
-        if self._checked_runtime:
+    async def _check_runtime(self, runtime: str) -> None:
+        if runtime in self._checked_runtimes:
             return
+        if runtime not in RUNTIMES:
+            raise SandboxError(f"unknown isolation {runtime!r} for the docker sandbox: choose runc or runsc")
         info = await self._api.info()
-        if self.runtime not in (info.get("Runtimes") or {}):
+        if runtime not in (info.get("Runtimes") or {}):
             hint = ""
-            if self.runtime == "runsc":
+            if runtime == "runsc":
                 hint = " (register gVisor with scripts/docker-engine.sh --gvisor)"
-            raise SandboxError(f"the Docker engine has no {self.runtime!r} runtime{hint}")
-        self._checked_runtime = True
-
-    async def _check_image(self, ref: str) -> str:
-        if await self._api.inspect_image(ref) is None:
-            raise SandboxError(
-                f"image {ref!r} not found on the local engine, and there is no registry to pull "
-                "from: build it here (docker build -t ... ; see images/README.md)"
-            )
-        return ref
+            raise SandboxError(f"the Docker engine has no {runtime!r} runtime{hint}")
+        self._checked_runtimes.add(runtime)
 
     async def _guest_image_id(self) -> str:
         found = await self._api.inspect_image(self.guest_image)

@@ -7,7 +7,7 @@ Not a conftest.py, because the WASM sandbox tests share this directory.
 * ``probe_image`` (session): ``tests/sandboxes/docker_probe`` built once per content
   hash on the local base: a stand-in guest that takes commands on stdin.
 * ``docker_sandbox``: a fresh :class:`DockerSandbox` per test, closed after it; the
-  test fails if any container of the sandbox is left behind.
+  test fails if any one-shot container is left before close, or any container at all after.
 """
 
 from __future__ import annotations
@@ -85,6 +85,8 @@ async def docker_sandbox(docker_engine: None) -> AsyncIterator[DockerSandbox]:
     await sandbox.close()
     assert left_before_close == [], f"containers left behind after the test: {left_before_close}"
     assert containers_labelled(f"sluice.sandbox={sandbox.id}") == []
+    # Warm containers live on purpose until close(); after it, none may remain.
+    assert containers_labelled(f"sluice.pool={sandbox.id}") == []
 
 
 def inspect_json(ref: str) -> dict[str, object]:
