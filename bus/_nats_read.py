@@ -100,7 +100,7 @@ async def _pull_all(
         inbox = nc.new_inbox()
         sub = await nc.subscribe(inbox, cb=on_msg)
         try:
-            # Bounded: every round but the last receives a full batch, which lowers pending.
+            # Bounded in time by the deadline; in count by limit unless messages are skipped.
             while pending and len(out) < limit:
                 batch = min(pending, _BATCH)
                 request = json.dumps({"batch": batch, "no_wait": True}).encode()
