@@ -121,7 +121,7 @@ class App:
         - ``on_failure``: a function ``fn(ctx)`` run when a run fails for good; it is
           registered as ``f"{id}-failure"``, triggered by ``sluice/function.failed``.
         - ``allow_hosts``: hosts ``ctx.step.fetch`` may reach; ``checkpoint``: ``True`` or
-          ``{"max_steps", "max_ms"}`` to run several new steps in one call.
+          ``{"max_steps", "max_time"}`` to run several new steps in one call.
         - ``name``: a human-readable name (default: the id).
 
         Returns the callable unchanged. Raises ``ValueError`` naming the bad option, an id

@@ -167,9 +167,9 @@ def _checkpoint(value: Any) -> dict[str, int] | None:
         return dict(CHECKPOINT_DEFAULT)
     if value is False:
         return None
-    v = _fields(value, ("max_steps", "max_ms"), ())
+    v = _fields(value, ("max_steps", "max_time"), ())
     steps = _limit(v.get("max_steps", CHECKPOINT_DEFAULT["max_steps"]), "max_steps", MAX_CHECKPOINT_STEPS)
-    ms = _ms(v.get("max_ms", CHECKPOINT_DEFAULT["max_ms"]), "max_ms")
+    ms = _ms(v.get("max_time", CHECKPOINT_DEFAULT["max_ms"] / 1000), "max_time")
     assert ms is not None
     return {"max_steps": steps, "max_ms": ms}
 

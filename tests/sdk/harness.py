@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sluice.protocol import frame, pack, read_frame, step_id, unpack
+from sluice.protocol import decode_response, frame, pack, read_frame, step_id, unpack
 
 REPO = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
@@ -26,6 +26,11 @@ class Result:
     @property
     def response(self) -> Any:
         return unpack(self.stdout)
+
+    @property
+    def ops(self) -> list[dict[str, Any]]:
+        """The response's ops, each checked by the protocol's own validator."""
+        return decode_response(self.stdout)["ops"]
 
     @property
     def op(self) -> dict[str, Any]:
@@ -54,10 +59,13 @@ def run_shim(app_dir: Path, request: dict[str, Any] | bytes, *args: str, timeout
 
 
 def call(function: str, event: dict[str, Any] | None = None, steps: dict[str, Any] | None = None,
-         attempt: int = 0) -> dict[str, Any]:
-    return {"v": 1, "kind": "call", "function": function,
-            "event": event if event is not None else {"name": "test/event", "data": {}},
-            "steps": steps or {}, "run": {"id": "run-1", "attempt": attempt}, "target": None}
+         attempt: int = 0, *, target: str | None = None, now_ms: int | None = None) -> dict[str, Any]:
+    request = {"v": 1, "kind": "call", "function": function,
+               "event": event if event is not None else {"name": "test/event", "data": {}},
+               "steps": steps or {}, "run": {"id": "run-1", "attempt": attempt}, "target": target}
+    if now_ms is not None:
+        request["now_ms"] = now_ms
+    return request
 
 
 @dataclass
