@@ -1,12 +1,14 @@
 """Family ``memory``: a node process's memory while 50 Docker-sandboxed calls run at once.
 
-Row ``memory.docker50``: :mod:`bench.memory_probe` in a fresh Python process opens a
+Row ``memory.docker50``: :mod:`bench.memory_probe` in a fresh Python process imports
+what a runtime node imports (``runtime.node``: bus client, HTTP server, history), opens a
 ``DockerSandbox``, warms up, then runs 50 calls of the tiny app concurrently
 (``Target.warm=True``: the warm pool when the sandbox has one, else 50 fresh
 containers). Goal: peak RSS < 500 MB, where the peak is ``VmHWM`` (the kernel's
 high-water mark of the process's resident memory) and, as a cross-check, the largest
 ``VmRSS`` sampled every 5 ms during the calls. The n/p50/p95/p99 columns are the 50
-calls' latencies, each from its start to its result, all started together.
+calls' latencies, each from its start to its result, all started together, in a second
+round (the first fills the pool, which is sized to hold 50 containers of the function).
 
 Not counted: the Docker engine's own processes (dockerd, containerd, one shim per
 container) and the containers themselves: they are the engine's memory, not the node's.
@@ -63,8 +65,10 @@ async def run(settings: Settings) -> list[Row]:
     row.extra = report
     peaks = [report["vmhwm_mb"], report["rss_peak_sampled_mb"]]
     row.extra["peak_rss_mb"] = max(float(p) for p in peaks if isinstance(p, int | float))
+    row.note = (f"peak RSS {row.extra['peak_rss_mb']:.1f} MB (before the calls {report['rss_before_mb']} MB); "
+                f"{report['served_warm']} of {calls} calls served warm, pool {report['pool']}")
     if report["served_warm"] == 0:
-        row.note = "warm pool not built yet: the calls ran in fresh containers (Result.warm is false)"
+        row.note += "; warm pool not built yet: every call ran in a fresh container"
     if calls != 50:
         row.name = f"memory.docker{calls}"
     return [row]
