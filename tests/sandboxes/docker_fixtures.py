@@ -6,6 +6,8 @@ Not a conftest.py, because the WASM sandbox tests share this directory.
   laptop, fails under ``CI=true``.
 * ``probe_image`` (session): ``tests/sandboxes/docker_probe`` built once per content
   hash on the local base: a stand-in guest that takes commands on stdin.
+* ``warm_app`` (session): a Python app for the warm-pool tests; ``call`` and
+  ``step_data`` make its requests and read its answers.
 * ``docker_sandbox``: a fresh :class:`DockerSandbox` per test, closed after it; the
   test fails if any one-shot container is left before close, or any container at all after.
 """
@@ -16,12 +18,15 @@ import hashlib
 import json
 import os
 import subprocess
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from sandboxes.base import Result, Target
 from sandboxes.docker import DockerSandbox
+from sluice import protocol
 
 PROBE_DIR = Path(__file__).parent / "docker_probe"
 BASE_IMAGE = "sluice/base:bookworm"
@@ -94,3 +99,93 @@ def inspect_json(ref: str) -> dict[str, object]:
     assert out.returncode == 0, out.stderr
     result: dict[str, object] = json.loads(out.stdout)[0]
     return result
+
+
+WARM_APP = '''
+import os
+import socket
+import sys
+import time
+
+import sluice
+
+app = sluice.App("warm")
+print("warm app loaded")
+CALLS = []  # module state survives between calls of one warm container
+
+
+@app.function(id="echo")
+def echo(ctx):
+    data = ctx.event.data
+    CALLS.append(data.get("n"))
+    print("echo", data.get("n"))
+    time.sleep(data.get("sleep", 0))
+    return ctx.step.run("echo", lambda: {
+        "n": data.get("n"), "host": socket.gethostname(), "calls": len(CALLS),
+    })
+
+
+@app.function(id="spin")
+def spin(ctx):
+    while True:
+        pass
+
+
+@app.function(id="crash")
+def crash(ctx):
+    def leave():
+        print("leaving with 7", file=sys.stderr, flush=True)
+        os._exit(7)
+
+    return ctx.step.run("crash", leave)
+
+
+@app.function(id="big")
+def big(ctx):
+    return ctx.step.run("big", lambda: "x" * ctx.event.data["bytes"])
+'''
+
+
+@pytest.fixture(scope="session")
+def warm_app(tmp_path_factory: pytest.TempPathFactory) -> Target:
+    """A Python app for warm-pool tests: echo (n, sleep → n, host, calls), spin, crash, big."""
+    app_dir = tmp_path_factory.mktemp("warm-app")
+    (app_dir / "app.py").write_text(WARM_APP)
+    return Target("python", str(app_dir))
+
+
+def call(function: str, **data: object) -> bytes:
+    """A protocol call request for ``function`` with event data ``data``."""
+    return protocol.pack({
+        "v": 1, "kind": "call", "function": function, "event": {"name": "test/warm", "data": data},
+        "steps": {}, "run": {"id": "run-1", "attempt": 0}, "target": None,
+    })
+
+
+def step_data(result: Result) -> Any:
+    """The data of the single step op in a successful result."""
+    assert result.ok, (result.error, result.stderr[-800:])
+    (op,) = protocol.decode_response(result.stdout)["ops"]
+    return op["data"]
+
+
+def pooled(sandbox: DockerSandbox) -> list[str]:
+    """Ids of the warm containers of ``sandbox`` the engine knows (any state)."""
+    return containers_labelled(f"sluice.pool={sandbox.id}")
+
+
+@pytest.fixture
+async def make_sandbox(docker_engine: None) -> AsyncIterator[Callable[..., DockerSandbox]]:
+    """``make_sandbox(**options)``: a DockerSandbox closed after the test; none of its
+    containers, one-shot or warm, may remain after close."""
+    made: list[DockerSandbox] = []
+
+    def make(**options: Any) -> DockerSandbox:
+        made.append(DockerSandbox(**options))
+        return made[-1]
+
+    yield make
+    for sandbox in made:
+        await sandbox.close()
+        assert containers_labelled(f"sluice.sandbox={sandbox.id}") == []
+        assert pooled(sandbox) == []
