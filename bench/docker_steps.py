@@ -130,6 +130,7 @@ async def measure_runtime(settings: Settings, runtime: str, rows: list[Row]) -> 
             budget = settings.pick(Budget(500, 10.0, warmup=20), Budget(20, 3.0, warmup=3))
             warm.samples_ns = await measure(warm_call, budget)
             warm.extra["timings_mean_ms"] = warm_timings.means()
+            warm.note = f"{warm.extra['served_warm']} of {warm.extra['calls']} calls served warm (Result.warm)"
         else:
             warm.mark("n/a", NOT_BUILT)
     return [cold, bare, warm]

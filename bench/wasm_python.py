@@ -60,6 +60,7 @@ async def run(settings: Settings) -> list[Row]:
             budget = settings.pick(Budget(400, 10.0, warmup=20), Budget(10, 2.0, warmup=2))
             warm.samples_ns = await measure(warm_call, budget)
             warm.extra["timings_mean_ms"] = warm_timings.means()
+            warm.note = f"{warm.extra['served_warm']} of {warm.extra['calls']} calls served warm (Result.warm)"
         else:
             warm.mark("n/a", NOT_BUILT)
 
