@@ -9,7 +9,6 @@ from runtime._cli_client import call, data_of, json_option, next_page_hint, prin
 from runtime._cli_http import segment
 
 RUN_STATUSES = ("queued", "running", "sleeping", "waiting", "completed", "failed", "cancelled")
-FINAL = ("completed", "failed", "cancelled")
 
 
 @click.command(short_help="List runs, newest first.")
