@@ -14,13 +14,13 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from bus import Bus, BusError, OutMsg
+from bus import Bus, BusError
 from runtime.events import EventError, parse_events
 from runtime.history import History
 from runtime.limits import RuntimeLimits
+from runtime.operations import Operations, RunNotFound
 from runtime.registry import Registry
-from runtime.streams import EVENTS_SUBJECT
-from sluice.protocol import pack
+from runtime.streams import event_message
 
 log = structlog.get_logger("sluice.api")
 
@@ -48,12 +48,13 @@ class Api:
     """
 
     def __init__(self, bus: Bus, history: History, registry: Registry, limits: RuntimeLimits,
-                 *, event_keys: Collection[str] | None = None,
+                 operations: Operations, *, event_keys: Collection[str] | None = None,
                  ready: Callable[[], bool] = lambda: True) -> None:
         self._bus = bus
         self._history = history
         self._registry = registry
         self._limits = limits
+        self._ops = operations
         self._keys = None if event_keys is None else frozenset(event_keys)
         self._ready = ready
 
@@ -69,6 +70,8 @@ class Api:
             web.get("/v1/events/{id}", self.get_event),
             web.get("/v1/runs", self.list_runs),
             web.get("/v1/runs/{id}", self.get_run),
+            web.post("/v1/runs/{id}/cancel", self.cancel_run),
+            web.post("/v1/runs/{id}/replay", self.replay_run),
             web.get("/v1/functions", self.list_functions),
             web.get("/healthz", self.healthz),
             web.get("/readyz", self.readyz),
@@ -87,7 +90,7 @@ class Api:
             events = parse_events(body, self._limits)
         except EventError as exc:
             return _error(exc.status, exc.message)
-        msgs = [OutMsg(subject=EVENTS_SUBJECT, data=pack(ev), msg_id=ev["id"]) for ev in events]
+        msgs = [event_message(ev) for ev in events]
         try:
             await self._bus.publish_batch(msgs)
         except BusError as exc:
@@ -121,6 +124,32 @@ class Api:
         if run is None:
             return _error(404, f"no run {request.match_info['id']}")
         return _ok({"data": run})
+
+    async def cancel_run(self, request: web.Request) -> web.Response:
+        try:
+            row = await self._ops.cancel(request.match_info["id"])
+        except RunNotFound:
+            return _error(404, f"no run {request.match_info['id']}")
+        return _ok({"data": row})
+
+    async def replay_run(self, request: web.Request) -> web.Response:
+        body: Any = {}
+        raw = await request.read()
+        if raw.strip():
+            try:
+                body = json.loads(raw)
+            except ValueError as exc:
+                return _error(400, f"request body is not valid JSON: {exc}")
+            if not isinstance(body, dict):
+                return _error(400, "request body must be a JSON object, e.g. {\"from_step\": \"<step id>\"}")
+        from_step = body.get("from_step")
+        if from_step is not None and not isinstance(from_step, str):
+            return _error(400, "from_step must be a step id (a string)")
+        try:
+            row = await self._ops.replay(request.match_info["id"], from_step=from_step)
+        except RunNotFound:
+            return _error(404, f"no run {request.match_info['id']}")
+        return _ok({"data": row})
 
     async def list_functions(self, request: web.Request) -> web.Response:
         return _ok({"data": [fn.describe() for fn in self._registry.all()]})

@@ -42,17 +42,18 @@ def parse_events(body: bytes, limits: RuntimeLimits, *, received_ms: int | None 
         raise EventError(400, f"request body is not valid JSON: {exc}") from None
     received = now_ms() if received_ms is None else received_ms
     if isinstance(doc, dict):
-        return [_normalise(doc, "event", limits, received)]
+        return [normalise(doc, "event", limits, received)]
     if isinstance(doc, list):
         if not doc:
             raise EventError(400, "the array of events is empty")
         if len(doc) > limits.request_events:
             raise EventError(413, f"{len(doc)} events in one request; the limit is {limits.request_events}")
-        return [_normalise(ev, f"events[{i}]", limits, received) for i, ev in enumerate(doc)]
+        return [normalise(ev, f"events[{i}]", limits, received) for i, ev in enumerate(doc)]
     raise EventError(400, f"request body must be a JSON object or array, not {_json_type(doc)}")
 
 
-def _normalise(ev: Any, where: str, limits: RuntimeLimits, received: int) -> dict[str, Any]:
+def normalise(ev: Any, where: str, limits: RuntimeLimits, received: int) -> dict[str, Any]:
+    """Check one event and fill its defaults; :class:`EventError` names ``where`` on failure."""
     if not isinstance(ev, dict):
         raise EventError(400, f"{where} must be an object, not {_json_type(ev)}")
     name = ev.get("name")

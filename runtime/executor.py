@@ -13,23 +13,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import Any
 
 import structlog
 
 from bus import Bus, Consumer, Message
+from runtime.effects import Effects
+from runtime.events import normalise
 from runtime.history import History
 from runtime.ids import new_id, now_ms
 from runtime.jobs import Job, decode_job, enqueue
 from runtime.limits import RuntimeLimits
-from runtime.outcomes import Transition, apply_result
+from runtime.outcomes import Transition, apply_result, resolve, timed_out
 from runtime.registry import FunctionDef, Registry
 from runtime.state import RunState, RunStore, StaleStateError, StateTooLargeError
-from runtime.streams import executor_consumer
+from runtime.streams import event_message, executor_consumer
+from runtime.waits import Waits
 from sandboxes import Limits
-from sluice.protocol import ProtocolError, pack
+from sluice.protocol import ProtocolError, decode_response, pack
 
 log = structlog.get_logger("sluice.executor")
 
+# Published when a run fails for good; on_failure handlers are functions triggered by it.
+FAILURE_EVENT = "sluice/function.failed"
 # Room for the response's own framing on top of the step output limit.
 RESPONSE_SLACK_BYTES = 256 * 1024
 
@@ -37,9 +43,11 @@ RESPONSE_SLACK_BYTES = 256 * 1024
 class Executor:
     def __init__(
         self, bus: Bus, runs: RunStore, registry: Registry, history: History, limits: RuntimeLimits,
-        *, concurrency: int = 8,
+        *, waits: Waits, effects: Effects, concurrency: int = 8,
     ) -> None:
         self._bus = bus
+        self._waits = waits
+        self._effects = effects
         self._runs = runs
         self._registry = registry
         self._history = history
@@ -131,22 +139,37 @@ class Executor:
             # Stale (redelivered after the run moved on). If the crash came between saving
             # the state and sending its job, this re-sends it; the dedupe window makes a
             # second copy of an existing job a no-op.
-            await enqueue(self._bus, state)
+            await enqueue(self._bus, state, deliver_at_ms=self._due(state))
             return True
+        early: list[dict[str, Any]] = []
+        if state.pending is not None:
+            if now_ms() < state.pending["expires"]:
+                # Too early (a recovery re-send): the timer job for the deadline exists.
+                await enqueue(self._bus, state, deliver_at_ms=state.pending["expires"])
+                return True
+            await self._waits.forget(state)
+            early.append(resolve(state, timed_out(state.pending), now_ms()))
         fn = self._registry.get(state.function)
         if fn is None:
             err = {"name": "FunctionNotFound", "message": f"function {state.function!r} is not registered"}
             state.status, state.ended_at, state.error, state.token = "failed", now_ms(), err, new_id()
-            await self._save_and_record(state, Transition(), fn=None)
+            await self._save_and_record(state, Transition(attempts=early), started=picked)
             return True
+        started = now_ms()
         trans = await self._call(state, fn, job, picked)
-        await self._save_and_record(state, trans, fn)
+        trans.attempts[:0] = early
+        await self._save_and_record(state, trans, started=started)
         return True
+
+    @staticmethod
+    def _due(state: RunState) -> int | None:
+        return state.pending["expires"] if state.pending is not None else None
 
     async def _call(self, state: RunState, fn: FunctionDef, job: Job, picked: int) -> Transition:
         request = pack({
             "v": 1, "kind": "call", "function": fn.id, "event": state.event, "events": state.events,
             "steps": state.steps, "run": {"id": state.id, "attempt": state.attempt}, "target": None,
+            "now_ms": now_ms(),
         })
         limits = Limits(timeout_s=fn.timeout_ms / 1000,
                         max_stdout_bytes=self._limits.step_output_bytes + RESPONSE_SLACK_BYTES)
@@ -154,9 +177,21 @@ class Executor:
         started = now_ms()
         result = await self._registry.sandbox_for(fn).run(fn.target, request, limits)
         ended = now_ms()
-        timings = {"queue_ms": max(0, picked - job.enqueued_at), "prepare_ms": started - picked,
-                   "sandbox_ms": round(result.duration_ms, 3)}
-        trans = apply_result(state, fn, result, self._limits, started=started, ended=ended, timings=timings)
+        ops = None
+        if result.ok:
+            try:
+                ops = await self._effects.perform(decode_response(result.stdout)["ops"], state, fn)
+            except ProtocolError:
+                ops = None  # apply_result decodes again and records the error
+        effects_ms = now_ms() - ended
+        timings: dict[str, float] = {"queue_ms": max(0, picked - job.enqueued_at), "prepare_ms": started - picked,
+                                     "sandbox_ms": round(result.duration_ms, 3), **result.timings}
+        if effects_ms:
+            timings["node_ops_ms"] = effects_ms
+        if result.warm:
+            timings["warm"] = 1
+        trans = apply_result(state, fn, result, self._limits, started=started, ended=ended, timings=timings,
+                             ops=ops)
         for att in trans.attempts:
             bound.info("step " + att["status"], step_id=att["step_id"], step=att["name"],
                        ms=att["duration_ms"], error=(att["error"] or {}).get("message"))
@@ -164,7 +199,7 @@ class Executor:
             bound.info("run " + state.status, error=(state.error or {}).get("message"))
         return trans
 
-    async def _save_and_record(self, state: RunState, trans: Transition, fn: FunctionDef | None) -> None:
+    async def _save_and_record(self, state: RunState, trans: Transition, *, started: int) -> None:
         saved_at = now_ms()
         try:
             await self._runs.save(state)
@@ -182,6 +217,44 @@ class Executor:
             att["timings"] = {**att.get("timings", {}), "record_ms": record_ms}
             await self._history.record_step(state.id, att)
         await self._history.record_run(state.row())
+        if trans.invoke is not None:
+            await self._start_child(state, trans.invoke)
+        if trans.wait is not None:
+            await self._waits.register(state, since_ms=started)
+        if state.final:
+            await self._finished(state)
+
+    async def _start_child(self, parent: RunState, invoke: dict[str, Any]) -> None:
+        assert parent.pending is not None
+        step = parent.pending["id"]
+        fn = self._registry.get(invoke["function"])
+        if fn is None:
+            err = {"name": "FunctionNotFound", "message": f"cannot invoke {invoke['function']!r}: no such function"}
+            await self._waits.resume(parent.id, step, {"error": err})
+            return
+        now = now_ms()
+        data = invoke.get("data")
+        event = {"id": f"invoke-{invoke['child']}", "name": "sluice/function.invoked", "ts": now, "user": {},
+                 "data": data if isinstance(data, dict) else {"value": data}}
+        child = RunState(id=invoke["child"], app=fn.app, function=fn.fqid, event=event, events=[event],
+                         created_at=now, parent={"run": parent.id, "step": step})
+        if await self._runs.create(child):
+            await self._history.record_run(child.row())
+            await enqueue(self._bus, child)
+            log.info("invoked", run_id=parent.id, child_run_id=child.id, function=fn.fqid)
+
+    async def _finished(self, state: RunState) -> None:
+        """Tell whoever waits on a finished run: an invoking parent, and on_failure handlers."""
+        if state.parent is not None:
+            result = {"data": state.output} if state.status == "completed" else {"error": state.error or {
+                "name": "Cancelled", "message": f"run {state.id} was {state.status}"}}
+            await self._waits.resume(state.parent["run"], state.parent["step"], result)
+        if state.status == "failed" and state.event.get("name") != FAILURE_EVENT:  # no failure loops
+            event = {"id": f"failed-{state.id}", "name": FAILURE_EVENT,
+                     "data": {"function_id": state.function, "run_id": state.id, "error": state.error,
+                              "event": state.event}}
+            msg = event_message(normalise(event, "failure event", self._limits, now_ms()))
+            await self._bus.publish(msg.subject, msg.data, msg_id=msg.msg_id)
 
     async def _fail_oversized(self, run_id: str, message: str) -> None:
         fresh = await self._runs.load(run_id)

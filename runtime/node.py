@@ -18,13 +18,17 @@ from aiohttp import web
 
 from bus import Bus, open_bus
 from runtime.api import Api
+from runtime.effects import Effects
+from runtime.egress import Egress
 from runtime.executor import Executor
 from runtime.history import History
 from runtime.limits import RuntimeLimits
+from runtime.operations import Operations
 from runtime.registry import AppSource, Registry, RegistryError, discover
 from runtime.scheduler import Scheduler
 from runtime.state import RunStore
-from runtime.streams import RUNS_BUCKET, events_stream, steps_stream
+from runtime.streams import RUNS_BUCKET, WAITS_BUCKET, events_stream, steps_stream
+from runtime.waits import Waits
 from sandboxes import Sandbox, open_sandbox
 
 log = structlog.get_logger("sluice.node")
@@ -59,6 +63,7 @@ class Node:
         self._executor: Executor | None = None
         self._runner: web.AppRunner | None = None
         self._ready = False
+        self._egress = Egress()
         self.url = ""
 
     async def start(self, apps: Sequence[AppSource] = ()) -> None:
@@ -68,19 +73,22 @@ class Node:
         await self.bus.ensure_stream(events_stream(self.config.limits))
         await self.bus.ensure_stream(steps_stream(self.config.limits))
         runs = RunStore(await self.bus.kv(RUNS_BUCKET), max_bytes=self.config.limits.run_state_bytes)
+        waits = Waits(self.bus, runs, await self.bus.kv(WAITS_BUCKET), self.history)
         await self.history.start()
         await self.load_apps(apps)
         if "scheduler" in self.config.roles:
-            self._scheduler = Scheduler(self.bus, runs, self.registry, self.history)
+            self._scheduler = Scheduler(self.bus, runs, self.registry, self.history, waits)
             await self._scheduler.start()
         if "executor" in self.config.roles:
+            effects = Effects(self.bus, self._egress, self.config.limits)
             self._executor = Executor(self.bus, runs, self.registry, self.history, self.config.limits,
-                                      concurrency=self.config.concurrency)
+                                      waits=waits, effects=effects, concurrency=self.config.concurrency)
             await self._executor.start()
             if self.config.recover_on_start:
                 await self._executor.recover()
         if "api" in self.config.roles:
             api = Api(self.bus, self.history, self.registry, self.config.limits,
+                      Operations(self.bus, runs, waits, self.history),
                       event_keys=self.config.event_keys, ready=lambda: self._ready)
             self._runner = web.AppRunner(api.app(), access_log=None, handle_signals=False)
             await self._runner.setup()
@@ -119,6 +127,7 @@ class Node:
         if self._executor is not None:
             await self._executor.stop()
             self._executor = None
+        await self._egress.close()
         await self.history.close()
         for sandbox in self.sandboxes.values():
             with contextlib.suppress(Exception):

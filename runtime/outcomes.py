@@ -21,13 +21,16 @@ from sluice.protocol import ProtocolError, decode_response, pack
 
 # Pseudo step id under which failed function calls (no step named) are recorded.
 CALL_STEP_ID = "$call"
-SUPPORTED_OPS = frozenset({"done", "error", "step", "step_error"})
+SUPPORTED_OPS = frozenset({"done", "error", "step", "step_error", "sleep", "wait_for_event", "invoke"})
+YEAR_MS = 366 * 24 * 3600 * 1000
 
 
 @dataclass
 class Transition:
-    next_job_at: int | None = None  # ms since epoch; None: no job (run finished)
+    next_job_at: int | None = None  # ms since epoch; None: no job (run finished or waits for a resume)
     attempts: list[dict[str, Any]] = field(default_factory=list)  # step attempts for history
+    wait: dict[str, Any] | None = None  # a wait to register (the run's new ``pending``)
+    invoke: dict[str, Any] | None = None  # a child run to start: {"child", "function", "data"}
 
 
 def backoff_ms(attempt: int, limits: RuntimeLimits) -> int:
@@ -40,9 +43,10 @@ def backoff_ms(attempt: int, limits: RuntimeLimits) -> int:
 
 def apply_result(
     state: RunState, fn: FunctionDef, result: Result, limits: RuntimeLimits, *, started: int, ended: int,
-    timings: dict[str, float],
+    timings: dict[str, float], ops: list[dict[str, Any]] | None = None,
 ) -> Transition:
-    """Change ``state`` for what one sandbox call returned."""
+    """Change ``state`` for what one sandbox call returned (``ops``: already decoded, and
+    with node ops carried out, by the executor)."""
     logs = result.stderr.decode("utf-8", "replace")
     base = {"started_at": started, "ended_at": ended, "duration_ms": ended - started,
             "timings": timings, "logs": logs}
@@ -53,7 +57,8 @@ def apply_result(
                "stack": logs[-4000:]}
         return _call_failed(state, fn, limits, err, True, None, base, ended)
     try:
-        ops = decode_response(result.stdout)["ops"]
+        if ops is None:
+            ops = decode_response(result.stdout)["ops"]
     except ProtocolError as exc:
         err = {"name": "ProtocolError", "message": f"the guest's response is not valid: {exc}"}
         return _call_failed(state, fn, limits, err, True, None, base, ended)
@@ -78,7 +83,62 @@ def apply_result(
                 return trans
         elif kind == "step_error":
             return _step_failed(state, fn, limits, op, base, trans, ended)
+        else:
+            return _suspend(state, fn, limits, op, base, trans, ended)
     return trans
+
+
+def _suspend(state: RunState, fn: FunctionDef, limits: RuntimeLimits, op: dict[str, Any], base: dict[str, Any],
+             trans: Transition, now: int) -> Transition:
+    """sleep / wait_for_event / invoke: the run parks until a time, an event or a child run."""
+    kind = op["op"]
+    if kind == "sleep":
+        expires = op["until_ms"]
+    else:
+        timeout = op.get("timeout_ms") or YEAR_MS
+        expires = now + timeout
+    if expires - now > YEAR_MS:
+        err = {"name": "LimitExceeded", "message": f"step {op['name']!r}: sleeps and waits are limited to one year"}
+        return _call_failed(state, fn, limits, err, False, None, base, now)
+    pending: dict[str, Any] = {"kind": {"sleep": "sleep", "wait_for_event": "wait", "invoke": "invoke"}[kind],
+                               "id": op["id"], "name": op["name"], "expires": expires}
+    if kind == "wait_for_event":
+        pending.update(event=op["event"], **{"if": op.get("if")})
+        trans.wait = pending
+    elif kind == "invoke":
+        pending.update(child=new_id(), function=op["function"])
+        trans.invoke = {"child": pending["child"], "function": op["function"], "data": op.get("data")}
+    state.pending = pending
+    state.status = "sleeping" if kind == "sleep" else "waiting"
+    state.attempt = 0
+    state.token = new_id()
+    trans.attempts.append({**base, "step_id": op["id"], "name": op["name"], "attempt": 0, "status": state.status,
+                           "output": None, "error": None})
+    trans.next_job_at = expires  # wakes the run at the deadline: a sleep's end, or a wait's timeout
+    return trans
+
+
+def resolve(state: RunState, result: dict[str, Any], now: int) -> dict[str, Any]:
+    """End the run's pending sleep/wait/invoke with ``result`` ({"data": ...} or {"error": ...});
+    returns the step record for history."""
+    pending = state.pending
+    assert pending is not None
+    state.steps[pending["id"]] = result
+    state.pending = None
+    state.status = "running"
+    state.token = new_id()
+    return {"step_id": pending["id"], "name": pending["name"], "attempt": 0,
+            "status": "failed" if "error" in result else "completed", "output": result.get("data"),
+            "error": result.get("error"), "started_at": now, "ended_at": now, "duration_ms": 0,
+            "timings": {}, "logs": ""}
+
+
+def timed_out(pending: dict[str, Any]) -> dict[str, Any]:
+    """What a pending step resolves to when its deadline passes."""
+    if pending["kind"] == "invoke":
+        return {"error": {"name": "InvokeTimeout",
+                          "message": f"invoked function {pending.get('function')!r} did not finish in time"}}
+    return {"data": None}  # a sleep ends; a wait times out with None
 
 
 def _record_step(state: RunState, op: dict[str, Any], limits: RuntimeLimits, base: dict[str, Any],

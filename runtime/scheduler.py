@@ -20,14 +20,17 @@ from runtime.jobs import job_message
 from runtime.registry import Registry
 from runtime.state import RunState, RunStore
 from runtime.streams import scheduler_consumer
+from runtime.waits import Waits
 from sluice.protocol import unpack
 
 log = structlog.get_logger("sluice.scheduler")
 
 
 class Scheduler:
-    def __init__(self, bus: Bus, runs: RunStore, registry: Registry, history: History, *, batch: int = 256) -> None:
+    def __init__(self, bus: Bus, runs: RunStore, registry: Registry, history: History, waits: Waits,
+                 *, batch: int = 256) -> None:
         self._bus = bus
+        self._waits = waits
         self._runs = runs
         self._registry = registry
         self._history = history
@@ -91,6 +94,8 @@ class Scheduler:
             await self._history.record_run(state.row())
         if jobs:
             await self._bus.publish_batch(jobs)
+        for event in events:
+            await self._waits.on_event(event)
         for state in created:
             log.info("run queued", run_id=state.id, function=state.function, event_id=state.event["id"])
         return created

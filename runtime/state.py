@@ -43,6 +43,12 @@ class RunState:
     ended_at: int | None = None
     output: Any = None
     error: dict[str, Any] | None = None
+    # What the run waits for while sleeping or waiting: {"kind": "sleep"|"wait"|"invoke",
+    # "id": step id, "name", "expires": ms, and for waits "event", "if"; for invokes "child"}.
+    pending: dict[str, Any] | None = None
+    # Set on a run started by ctx.step.invoke: {"run": parent run id, "step": step id}.
+    parent: dict[str, Any] | None = None
+    replay_of: str | None = None
     revision: int = 0  # the KV revision this copy was read at (not stored)
 
     @property
@@ -66,7 +72,8 @@ class RunState:
     def decode(cls, entry: Entry) -> RunState:
         doc = unpack(entry.value)
         doc["revision"] = entry.revision
-        return cls(**doc)
+        known = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in doc.items() if k in known})
 
 
 class RunStore:

@@ -119,7 +119,7 @@ def test_a_step_output_over_the_limit_fails_the_run_clearly() -> None:
 
 def test_an_op_this_runtime_does_not_support_fails_without_retrying() -> None:
     st = state()
-    apply(st, ok({"op": "sleep", "id": "s", "name": "nap", "until_ms": 5}))
+    apply(st, ok({"op": "planned", "id": "s", "name": "branch"}))
     assert st.status == "failed" and st.error is not None and "not supported" in st.error["message"]
 
 
@@ -128,3 +128,49 @@ def test_backoff_grows_and_is_capped() -> None:
     assert 50 <= backoff_ms(1, limits) <= 100
     assert 200 <= backoff_ms(3, limits) <= 400
     assert 500 <= backoff_ms(30, limits) <= 1000
+
+
+def test_a_sleep_parks_the_run_until_its_time_with_a_timer_job() -> None:
+    st = state()
+    trans = apply(st, ok({"op": "step", "id": "a", "name": "a", "data": 1},
+                         {"op": "sleep", "id": "s", "name": "nap", "until_ms": 5_000}))
+    assert st.status == "sleeping" and st.steps == {"a": {"data": 1}}
+    assert st.pending == {"kind": "sleep", "id": "s", "name": "nap", "expires": 5_000}
+    assert trans.next_job_at == 5_000
+    assert [a["status"] for a in trans.attempts] == ["completed", "sleeping"]
+
+
+def test_a_wait_registers_and_its_timer_is_the_timeout() -> None:
+    st = state()
+    trans = apply(st, ok({"op": "wait_for_event", "id": "w", "name": "confirm", "event": "user/confirmed",
+                          "if": "async.data.id == event.data.id", "timeout_ms": 3_000}))
+    assert st.status == "waiting" and trans.wait is not None
+    assert trans.wait["event"] == "user/confirmed" and trans.wait["if"] == "async.data.id == event.data.id"
+    assert trans.next_job_at == 20 + 3_000
+
+
+def test_an_invoke_names_a_child_run_and_a_timeout() -> None:
+    st = state()
+    trans = apply(st, ok({"op": "invoke", "id": "i", "name": "call", "function": "shop/other", "data": {"x": 1},
+                          "timeout_ms": 1_000}))
+    assert trans.invoke is not None and st.pending is not None
+    assert trans.invoke["child"] == st.pending["child"] and trans.invoke["function"] == "shop/other"
+    assert trans.next_job_at == 1_020
+
+
+def test_a_sleep_past_a_year_fails_clearly() -> None:
+    st = state()
+    apply(st, ok({"op": "sleep", "id": "s", "name": "long", "until_ms": 20 + 400 * 24 * 3600 * 1000}))
+    assert st.status == "failed" and st.error is not None and "one year" in st.error["message"]
+
+
+def test_resolving_a_timed_out_wait_memoizes_none_and_an_invoke_an_error() -> None:
+    from runtime.outcomes import resolve, timed_out
+
+    st = state()
+    apply(st, ok({"op": "wait_for_event", "id": "w", "name": "w", "event": "e", "timeout_ms": 10}))
+    assert st.pending is not None
+    record = resolve(st, timed_out(st.pending), 99)
+    assert st.steps["w"] == {"data": None} and st.pending is None and st.status == "running"
+    assert record["status"] == "completed"
+    assert timed_out({"kind": "invoke", "function": "a/b"})["error"]["name"] == "InvokeTimeout"

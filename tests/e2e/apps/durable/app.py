@@ -1,0 +1,57 @@
+import sluice
+
+app = sluice.App("durable")
+
+
+@app.function(id="nap", trigger=sluice.event("test/nap"))
+def nap(ctx: sluice.Context) -> dict:
+    before = ctx.step.run("before", lambda: "awake")
+    ctx.step.sleep("nap", ctx.event.data.get("seconds", 2))
+    return {"before": before, "after": ctx.step.run("after", lambda: "rested")}
+
+
+@app.function(id="await-confirm", trigger=sluice.event("test/signup"))
+def await_confirm(ctx: sluice.Context) -> dict:
+    confirmed = ctx.step.wait_for_event("confirm", event="test/confirmed",
+                                        if_="async.data.id == event.data.id",
+                                        timeout=ctx.event.data.get("timeout", 30))
+    if confirmed is None:
+        return {"confirmed": False}
+    return {"confirmed": True, "by": confirmed["data"]["by"]}
+
+
+@app.function(id="fan-out", trigger=sluice.event("test/fan-out"))
+def fan_out(ctx: sluice.Context) -> dict:
+    sent = ctx.step.send_event("announce", [{"name": "test/fine", "data": {"n": 1}},
+                                            {"name": "test/fine", "data": {"n": 2}}])
+    return {"sent": sent["ids"]}
+
+
+@app.function(id="fine", trigger=sluice.event("test/fine"))
+def fine(ctx: sluice.Context) -> dict:
+    return {"n": ctx.event.data.get("n")}
+
+
+@app.function(id="double", trigger=sluice.event("test/unused-double"))
+def double(ctx: sluice.Context) -> int:
+    return ctx.step.run("double", lambda: ctx.event.data["value"] * 2)
+
+
+@app.function(id="caller", trigger=sluice.event("test/invoke"))
+def caller(ctx: sluice.Context) -> dict:
+    result = ctx.step.invoke("ask-double", function="double", data={"value": ctx.event.data["value"]},
+                             timeout="30s")
+    return {"doubled": result}
+
+
+def explode() -> None:
+    raise sluice.NonRetriableError("no way")
+
+
+def on_explode_failure(ctx: sluice.Context) -> dict:
+    return {"saw": ctx.event.data["function_id"], "error": ctx.event.data["error"]["message"]}
+
+
+@app.function(id="explodes", trigger=sluice.event("test/explode"), retries=0, on_failure=on_explode_failure)
+def explodes(ctx: sluice.Context) -> None:
+    ctx.step.run("explode", explode)
