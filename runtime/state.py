@@ -61,6 +61,8 @@ class RunState:
             "id": self.id, "function": self.function, "app": self.app, "event_id": self.event.get("id"),
             "status": self.status, "created_at": self.created_at, "started_at": self.started_at,
             "ended_at": self.ended_at, "output": self.output, "error": self.error, "attempt": self.attempt,
+            **({"replay_of": self.replay_of} if self.replay_of else {}),
+            **({"parent": self.parent} if self.parent else {}),
         }
 
     def encode(self) -> bytes:
