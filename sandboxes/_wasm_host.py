@@ -32,6 +32,7 @@ import ctypes
 import struct
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,7 +65,11 @@ class CallState:
     stdout: bytearray = field(default_factory=bytearray)
     stderr: bytearray = field(default_factory=bytearray)
     overflow: str | None = None  # "stdout" or "stderr" once a cap was passed
-    stopped: str | None = None  # why the guest was stopped: "timeout", "overflow", "cancelled"
+    stopped: str | None = None  # why the guest was stopped: "timeout", "overflow", "cancelled", "answered"
+    #: Called on the guest's thread after each write to stdout (must not raise); a
+    #: pre-started guest uses it to see its framed answer complete.
+    on_stdout: Callable[[], None] | None = None
+    answered: bool = False  # set once the answer is out: the guest is stopped at the next tick
 
     def stop_reason(self) -> str | None:
         """Why the guest must stop now, if it must."""
@@ -72,6 +77,8 @@ class CallState:
             return "overflow"
         if self.cancelled.is_set():
             return "cancelled"
+        if self.answered:
+            return "answered"
         if time.monotonic() >= self.deadline:
             return "timeout"
         return None
@@ -156,6 +163,8 @@ def _fd_write(caller: wasmtime.Caller, fd: int, iovs: int, iovs_len: int, nwritt
             buf += mem.read(caller, ptr, ptr + length)
             total += length
         mem.write(caller, _U32.pack(total), nwritten)
+        if fd == 1 and state.on_stdout is not None:
+            state.on_stdout()
         return _OK
     except (IndexError, ValueError, KeyError):
         return _EFAULT

@@ -23,6 +23,7 @@ msgpack) and ``/app`` (the user's app directory), and nothing else of the host.
 from __future__ import annotations
 
 import compileall
+import dataclasses
 import hashlib
 import importlib.util
 import os
@@ -154,6 +155,15 @@ def guest(root: Path, app_dir: Path, env: Mapping[str, str]) -> GuestSpec:
         env=tuple(merged.items()),
         preopens=((str(root / "usr"), "/usr"), (str(root / "site"), GUEST_SITE), (str(app_dir), GUEST_APP)),
     )
+
+
+def serving(spec: GuestSpec) -> GuestSpec:
+    """``spec`` with the shim in ``--serve`` mode: it loads the app first, then reads framed requests.
+
+    A pre-started guest (see :mod:`sandboxes._wasm_prestart`) runs this way and is sent
+    exactly one frame, then end of input.
+    """
+    return dataclasses.replace(spec, argv=(*spec.argv, "--serve"))
 
 
 def check_app_dir(ref: str) -> Path:

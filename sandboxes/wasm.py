@@ -23,10 +23,11 @@ wasmtime version and the engine flags.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import TypeVar
 
@@ -34,6 +35,8 @@ import wasmtime
 
 from sandboxes import _wasm_python
 from sandboxes._wasm_engine import GuestSpec, WasmEngine
+from sandboxes._wasm_pool import WarmPool
+from sandboxes._wasm_prestart import Prestarted
 from sandboxes._wasm_run import STOPPED, Outcome, run_guest
 from sandboxes._wasm_workers import Workers
 from sandboxes.base import Limits, Result, SandboxError, Target
@@ -56,9 +59,18 @@ class WasmSandbox:
 
     name = "wasm"
 
-    def __init__(self, *, cache_dir: str | Path | None = None, fuel: int | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        cache_dir: str | Path | None = None,
+        fuel: int | None = None,
+        prestart_per_target: int = 2,
+        prestart_max: int = 8,
+    ) -> None:
         if fuel is not None and fuel <= 0:
             raise SandboxError(f"fuel must be a positive number of units, got {fuel}")
+        if prestart_per_target < 0 or prestart_max < 0:
+            raise SandboxError("prestart_per_target and prestart_max must not be negative")
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         self._engine: WasmEngine | None = None
         self._fuel = fuel
@@ -71,6 +83,7 @@ class WasmSandbox:
         self._workers = Workers(max(2, os.cpu_count() or 2), "sluice-wasm")
         self._closed = False
         self._inflight: set[threading.Event] = set()  # one per running call: set it to stop the guest
+        self._warm = WarmPool(prestart_per_target, prestart_max)
 
     # --- Sandbox protocol ----------------------------------------------------------
 
@@ -83,11 +96,22 @@ class WasmSandbox:
         began = time.perf_counter()
         _check_limits(limits)
         # Fast path on the loop (a stat and a dict lookup): a thread hop costs ~0.07 ms.
-        ready = self._ready.get(self._key(target)) if not self._closed else None
+        key = self._key(target)
+        ready = self._ready.get(key) if not self._closed else None
         if ready is None:
             ready = await self._in_pool(self._prepared, target)
         pre, spec = ready
         engine = self._engine_or_raise()
+        if target.kind == "python" and target.warm and self._warm.enabled:
+            warm_key = _warm_key(key, limits)
+            guest = self._warm.take(warm_key)
+            answer = guest.hand_over(request, limits) if guest is not None else None
+            # Start the replacement (or the first ones) once this call is under way.
+            asyncio.get_running_loop().call_soon(self._refill, warm_key, engine, pre, spec, limits)
+            if guest is not None and answer is not None:
+                return await self._answered(guest, answer, began)
+            if guest is not None:
+                self._warm.forget(guest)  # it ended before it could take the request: run cold
         cancelled = threading.Event()
         self._inflight.add(cancelled)
         try:
@@ -106,6 +130,7 @@ class WasmSandbox:
         self._closed = True
         for cancelled in list(self._inflight):
             cancelled.set()  # running guests stop at their next tick, sleeping ones wake
+        await asyncio.to_thread(self._warm.close)  # pre-started guests waiting for a call end now
         await asyncio.to_thread(self._workers.shutdown)
         if self._engine is not None:
             self._engine.close()
@@ -124,7 +149,36 @@ class WasmSandbox:
             raise SandboxError("the wasm sandbox is closed")
         return await self._workers.submit(fn, *args)
 
-    def _result(self, outcome: Outcome, began: float, *, warm: bool) -> Result:
+    async def _answered(
+        self, guest: Prestarted, answer: concurrent.futures.Future[Outcome], began: float
+    ) -> Result:
+        """Wait for a pre-started guest's answer to the request it was handed."""
+        cancelled = guest.state.cancelled
+        self._inflight.add(cancelled)
+        idle_ms = guest.idle_ms
+        try:
+            outcome = await asyncio.wrap_future(answer)
+        except asyncio.CancelledError:
+            cancelled.set()  # its thread stops the guest at its next tick
+            raise
+        finally:
+            self._inflight.discard(cancelled)
+            self._warm.forget(guest)
+        return self._result(outcome, began, warm=True, prestarted_ms=idle_ms)
+
+    def _refill(
+        self, warm_key: Hashable, engine: WasmEngine, pre: wasmtime.InstancePre, spec: GuestSpec, limits: Limits
+    ) -> None:
+        """Keep pre-started guests waiting for ``warm_key`` (on the loop; starting one is a thread start)."""
+        if self._closed:
+            return
+        serve = _wasm_python.serving(spec)
+        try:
+            self._warm.fill(warm_key, lambda on_exit: Prestarted(engine, pre, serve, limits, on_exit))
+        except OSError:  # out of descriptors or threads: calls run cold, which still works
+            pass
+
+    def _result(self, outcome: Outcome, began: float, *, warm: bool, prestarted_ms: float | None = None) -> Result:
         """The contract's result for ``outcome``; ``began``: ``perf_counter()`` when ``run`` was entered."""
         if outcome.error == STOPPED and self._closed:
             raise SandboxError("the wasm sandbox was closed during the run")
@@ -134,6 +188,8 @@ class WasmSandbox:
             "run_ms": max(outcome.ended - outcome.started, 0.0) * 1000,  # the guest's work
             "return_ms": max(done - outcome.ended, 0.0) * 1000,  # back to the caller
         }
+        if prestarted_ms is not None:
+            timings["prestarted_ms"] = prestarted_ms  # how long ago the guest serving it was started
         return Result(
             ok=outcome.error is None,
             stdout=outcome.stdout,
@@ -196,6 +252,16 @@ class WasmSandbox:
             spec = _wasm_python.guest(self._bundle, path, target.env)
         self._ready[key] = (pre, spec)
         return pre, spec
+
+
+def _warm_key(key: tuple[object, ...], limits: Limits) -> Hashable:
+    """What a pre-started guest is fixed to: the prepared target, its app.py, memory and output caps."""
+    try:
+        st = os.stat(os.path.join(str(key[1]), "app.py"))  # an edited app.py gets new guests
+        app = (st.st_mtime_ns, st.st_size)
+    except OSError:
+        app = (0, 0)
+    return (key, app, limits.memory_mb, limits.max_stdout_bytes, limits.max_stderr_bytes)
 
 
 def _module_path(ref: str) -> Path:

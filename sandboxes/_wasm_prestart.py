@@ -1,0 +1,233 @@
+"""Pre-started, single-use CPython instances: start-up paid before the call, not during it.
+
+A :class:`Prestarted` guest is a fresh store and instance of CPython for WASI running
+the shim in ``--serve`` mode on a thread of its own. It starts the interpreter, imports
+the SDK, msgpack and the user's app, then blocks reading stdin, which is a pipe only
+this host holds the write end of. A call *hands it over*: the call's limits are put in
+place, then one framed request is written and the pipe closed. The guest answers with
+one frame, sees end of input, and is stopped; it never serves a second request, so no
+state crosses calls. This is the "equivalent of pre-initialisation" that keeps a fresh
+instance per call (see docs/sandboxes-wasm.md for why not a wizer snapshot).
+
+Deadlines stay inside the engine: while importing, the guest runs under a start-up
+deadline (the ``timeout_s`` of the call that asked for it) enforced by the epoch
+callback like any call; blocked idle in the pipe read it runs no wasm, so idle time
+never counts; at hand-over its :class:`CallState` gets ``now + timeout_s`` of the call
+before the request is written. Output caps are the call's (stdout's plus the 4-byte
+frame header, which is stripped again). The memory cap is fixed at store creation, so
+instances are pooled per memory limit (see :mod:`sandboxes._wasm_pool`).
+
+The call is answered as soon as the guest's stdout holds one whole frame; the guest is
+then stopped at the next epoch tick instead of running interpreter shut-down (about
+15 ms). Output written after the answer (atexit handlers) is dropped. A guest that
+ends without answering (exit code, trap, timeout, cap) is reported exactly as a cold
+run would be. Linux only: the guest's stdin is opened as ``/proc/self/fd/N``.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import fcntl
+import os
+import threading
+import time
+from collections.abc import Callable
+
+import wasmtime
+
+from sandboxes import _wasm_host
+from sandboxes._wasm_engine import GuestSpec, WasmEngine
+from sandboxes._wasm_run import Outcome, classify, new_store, start_guest
+from sandboxes.base import Limits
+from sluice.protocol import frame
+
+#: Pipe size asked for (bytes); requests up to the size granted go to pre-started guests.
+PIPE_BYTES = 1024 * 1024
+_HEADER = 4  # the frame's length prefix
+
+
+class Prestarted:
+    """One CPython instance, started on its own thread, waiting for its one request.
+
+    ``on_idle_exit(self, outcome)`` is called (on the guest's thread) if it ends before
+    being handed a request: a failed start-up, or :meth:`stop`.
+    """
+
+    def __init__(
+        self,
+        engine: WasmEngine,
+        pre: wasmtime.InstancePre,
+        spec: GuestSpec,
+        limits: Limits,
+        on_idle_exit: Callable[[Prestarted, Outcome], None],
+    ) -> None:
+        self.limits = limits
+        self.born = time.perf_counter()
+        self.state = _wasm_host.CallState(
+            max_stdout_bytes=limits.max_stdout_bytes + _HEADER,
+            max_stderr_bytes=limits.max_stderr_bytes,
+            deadline=time.monotonic() + limits.timeout_s,  # for start-up; replaced at hand-over
+            cancelled=threading.Event(),
+        )
+        self.state.on_stdout = self._maybe_answered
+        self._engine, self._pre, self._spec = engine, pre, spec
+        self._on_idle_exit = on_idle_exit
+        self._lock = threading.Lock()
+        self._handed = False
+        self._finished = False
+        self._handed_at = 0.0
+        self._call_limits = limits
+        self._answer: concurrent.futures.Future[Outcome] = concurrent.futures.Future()
+        read_fd, self._write_fd = os.pipe2(os.O_CLOEXEC)
+        try:
+            try:
+                fcntl.fcntl(self._write_fd, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+            except OSError:  # above /proc/sys/fs/pipe-max-size: keep the default
+                pass
+            self.capacity = fcntl.fcntl(self._write_fd, fcntl.F_GETPIPE_SZ)
+            os.set_blocking(self._write_fd, False)
+            self.thread = threading.Thread(target=self._main, args=(read_fd,), name="sluice-wasm-prestart",
+                                           daemon=True)
+            self.thread.start()
+        except BaseException:
+            os.close(read_fd)
+            self._close_writer()
+            raise
+
+    # --- the calling side ---------------------------------------------------------
+
+    def hand_over(self, request: bytes, limits: Limits) -> concurrent.futures.Future[Outcome] | None:
+        """Give this guest its one request under ``limits``; ``None`` if it cannot take it.
+
+        It cannot when it already ended or was stopped, or the framed request does not
+        fit in its pipe. Never blocks: the request is written without waiting.
+        """
+        data = frame(request)
+        if len(data) > self.capacity:
+            return None
+        state = self.state
+        with self._lock:  # the writer is closed under this lock too: never write to a closed fd
+            if self._finished or self._handed or state.stopped is not None or state.cancelled.is_set():
+                return None
+            self._handed = True
+            self._handed_at = time.perf_counter()
+            self._call_limits = limits
+            state.max_stdout_bytes = limits.max_stdout_bytes + _HEADER
+            state.max_stderr_bytes = limits.max_stderr_bytes
+            state.deadline = time.monotonic() + limits.timeout_s  # armed now, before the request is out
+            try:
+                written = os.write(self._write_fd, data)  # an empty pipe of this capacity takes it whole
+            except OSError:  # the guest is gone: its own ending (already on its way) answers the call
+                written = len(data)
+        if written < len(data):
+            threading.Thread(target=self._write_rest, args=(data[written:],), daemon=True).start()
+        else:
+            self._close_writer()  # end of input after the one frame
+        return self._answer
+
+    def stop(self) -> None:
+        """End this guest: an idle one sees end of input, a busy one stops at its next tick."""
+        self.state.cancelled.set()
+        self._close_writer()
+
+    @property
+    def handed(self) -> bool:
+        return self._handed
+
+    @property
+    def idle_ms(self) -> float:
+        """How long ago it was started (ms): its start-up, then time spent waiting."""
+        return (time.perf_counter() - self.born) * 1000
+
+    # --- the guest's thread -------------------------------------------------------
+
+    def _main(self, read_fd: int) -> None:
+        state = self.state
+        _wasm_host.begin_call(state)
+        try:
+            outcome = self._run(read_fd)
+        except BaseException as exc:  # a host-side failure: this guest never started
+            outcome = Outcome(b"", bytes(state.stderr), None, f"cannot start: {exc}", False, 0.0)
+        finally:
+            _wasm_host.end_call()
+        with self._lock:
+            self._finished = True
+            handed = self._handed
+        if handed:
+            self._settle(outcome)
+        else:
+            self._close_writer()
+            self._on_idle_exit(self, outcome)
+
+    def _run(self, read_fd: int) -> Outcome:
+        try:
+            store = new_store(self._engine, self._spec, self.limits, f"/proc/self/fd/{read_fd}")
+        finally:
+            os.close(read_fd)  # the guest's stdin holds its own descriptor of the pipe
+        with self._engine.running():
+            exit_code, failure, instance, _ = start_guest(self._pre, store)
+        limits = self._call_limits
+        error = classify(self._engine, self.state, exit_code, failure, instance, store, limits)
+        ended = time.perf_counter()
+        started = self._handed_at or ended
+        stdout = bytes(self.state.stdout[_HEADER:])  # the frame header; after a cap, at most the cap
+        return Outcome(
+            stdout=stdout,
+            stderr=bytes(self.state.stderr),
+            exit_code=exit_code if error is None or exit_code else None,
+            error=error,
+            timed_out=self.state.stopped == "timeout",
+            duration_ms=(ended - started) * 1000,
+            started=started,
+            ended=ended,
+        )
+
+    def _maybe_answered(self) -> None:
+        """After each stdout write: once one whole frame is out, answer the call (never raises)."""
+        try:
+            out = self.state.stdout
+            if not self._handed or len(out) < _HEADER:
+                return
+            size = int.from_bytes(out[:_HEADER], "big")
+            if len(out) < _HEADER + size:
+                return
+            ended = time.perf_counter()
+            self._settle(Outcome(
+                stdout=bytes(out[_HEADER:_HEADER + size]),
+                stderr=bytes(self.state.stderr),
+                exit_code=0,
+                error=None,
+                timed_out=False,
+                duration_ms=(ended - self._handed_at) * 1000,
+                started=self._handed_at,
+                ended=ended,
+            ))
+            self.state.answered = True  # no need for interpreter shut-down: stop at the next tick
+        except Exception:  # the guest's own ending answers the call instead
+            pass
+
+    def _settle(self, outcome: Outcome) -> None:
+        try:
+            self._answer.set_result(outcome)
+        except concurrent.futures.InvalidStateError:  # answered already; this is the guest's ending
+            pass
+
+    def _write_rest(self, rest: bytes) -> None:
+        """Write what did not fit at once, blocking (never expected: requests fit the pipe)."""
+        with self._lock:
+            fd, self._write_fd = self._write_fd, -1  # ours now: stop() cannot close it under us
+        try:
+            os.set_blocking(fd, True)
+            view = memoryview(rest)
+            while view:  # each write takes at least one byte or raises
+                view = view[os.write(fd, view):]
+        except OSError:  # the guest stopped (deadline, cancel): it answers for itself
+            pass
+        finally:
+            os.close(fd)
+
+    def _close_writer(self) -> None:
+        with self._lock:
+            fd, self._write_fd = self._write_fd, -1
+        if fd >= 0:
+            os.close(fd)
