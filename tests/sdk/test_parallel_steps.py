@@ -90,3 +90,13 @@ def test_a_malformed_branch_is_named(tmp_path: Path) -> None:
     op = run_shim(write_app(tmp_path, APP), call("misuse")).op
     assert op["op"] == "error" and op["error"]["name"] == "TypeError"
     assert op["error"]["message"] == "parallel branch 1: use a tuple (name, fn, *args), got 'oops'"
+
+
+def test_a_request_with_a_malformed_target_or_clock_is_refused_before_user_code(tmp_path: Path) -> None:
+    app_dir = write_app(tmp_path, APP)
+    for field, value, message in [("target", 5, "target must be a step id"), ("target", "", "target must be"),
+                                  ("now_ms", -1, "now_ms must be a non-negative integer"),
+                                  ("now_ms", "soon", "now_ms must be"), ("now_ms", True, "now_ms must be")]:
+        result = run_shim(app_dir, call("pages", EVENT) | {field: value})
+        assert (result.code, result.stdout) == (2, b""), (field, value)
+        assert message in result.stderr and "ran page" not in result.stderr
