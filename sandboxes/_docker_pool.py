@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sandboxes._docker_api import EngineClient, EngineError
@@ -37,13 +38,24 @@ from sandboxes.base import Limits, Result, SandboxError
 POOL_LABEL = "sluice.pool"
 
 
+def half_of_physical_memory_mb() -> int:
+    """Half the host's RAM in MiB (at least 1024); 8192 where the OS won't say."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 8192
+    return max(1024, total // (2 * 1024 * 1024))
+
+
 @dataclass(frozen=True)
 class PoolConfig:
     """Warm pool settings; every field has its unit in its name.
 
     ``max_per_key``: live containers per (function version, limits) key.
     ``max_total_memory_mb``: budget across all keys, summing each container's
-    ``limits.memory_mb``. ``idle_s``: an idle container is removed after this long.
+    ``limits.memory_mb`` (a cap, not what a container uses: an idle Python guest uses
+    about 20 MiB); default half the host's physical memory, at least 1024.
+    ``idle_s``: an idle container is removed after this long.
     ``max_calls``: a container is replaced after serving this many calls.
     ``prewarm``: idle containers to keep ready per key once it has been used
     (started in the background, never by evicting another key's containers).
@@ -51,8 +63,8 @@ class PoolConfig:
     ``enabled``: false makes every call one-shot.
     """
 
-    max_per_key: int = 16
-    max_total_memory_mb: int = 8192
+    max_per_key: int = 32
+    max_total_memory_mb: int = field(default_factory=lambda: half_of_physical_memory_mb())
     idle_s: float = 120.0
     max_calls: int = 1000
     prewarm: int = 0
