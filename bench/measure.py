@@ -11,6 +11,7 @@ A call that fails raises :class:`BenchError` with the reason (the row is then ma
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -28,22 +29,28 @@ class BenchError(Exception):
 class Budget:
     """How much to measure: at most ``iterations`` calls and ``seconds`` of wall clock,
     after ``warmup`` unrecorded calls. At least ``min_iterations`` are recorded even if
-    the time budget runs out first (so a percentile always has something under it)."""
+    the time budget runs out first (so a percentile always has something under it).
+    ``pause_s``: an untimed pause after each call (and warm-up call), for rows that
+    measure a call arriving at a guest that had time to get ready."""
 
     iterations: int
     seconds: float
     warmup: int = 3
     min_iterations: int = 3
+    pause_s: float = 0.0
 
 
-async def warm_up(call: Call, count: int) -> None:
+async def warm_up(call: Call, count: int, pause_s: float = 0.0) -> None:
     for _ in range(count):
         await call()
+        if pause_s:
+            await asyncio.sleep(pause_s)
 
 
 async def measure(call: Call, budget: Budget) -> list[int]:
-    """Durations (ns) of up to ``budget.iterations`` sequential calls of ``call``."""
-    await warm_up(call, budget.warmup)
+    """Durations (ns) of up to ``budget.iterations`` sequential calls of ``call``,
+    ``budget.pause_s`` apart."""
+    await warm_up(call, budget.warmup, budget.pause_s)
     samples: list[int] = []
     deadline = time.monotonic() + budget.seconds
     while len(samples) < budget.iterations:
@@ -52,6 +59,8 @@ async def measure(call: Call, budget: Budget) -> list[int]:
         start = time.perf_counter_ns()
         await call()
         samples.append(time.perf_counter_ns() - start)
+        if budget.pause_s:
+            await asyncio.sleep(budget.pause_s)
     return samples
 
 
@@ -60,7 +69,8 @@ async def measure_interleaved(calls: list[Call], budget: Budget) -> list[list[in
 
     Interleaving spreads any drift of a shared machine (another job starting, the page
     cache warming) evenly over a row and its peer, which sequential blocks would not.
-    ``budget.iterations`` counts rounds, so each call gets that many samples at most.
+    ``budget.iterations`` counts rounds, so each call gets that many samples at most;
+    ``budget.pause_s`` is ignored (interleaving already spaces calls out).
     """
     for call in calls:
         await warm_up(call, budget.warmup)
