@@ -17,7 +17,6 @@ same machine. :func:`measure_runtime` is shared with the ``gvisor`` family.
 from __future__ import annotations
 
 import asyncio
-import inspect
 from pathlib import Path
 
 from bench.guests import KERNEL_REQUEST, TINY_APP, WORK_REQUEST, check_work, kernel_of, sandbox_call, served_warm
@@ -48,14 +47,6 @@ def runtime_rows(prefix: str, runtime: str, *, goals: bool) -> list[Row]:
         Row(warm, prefix, f"DockerSandbox.run, Target.warm=True, {runtime}: a warm container",
             peer=cold, goal=Goal("p50_ms", 3.0, "p50 <= 3 ms") if goals else None),
     ]
-
-
-def make_sandbox(runtime: str) -> DockerSandbox:
-    """A sandbox for ``runtime``: chosen per target (``Target.isolation``) where the
-    driver supports that, else through the older ``runtime=`` constructor argument."""
-    if "runtime" in inspect.signature(DockerSandbox).parameters:
-        return DockerSandbox(runtime=runtime)  # type: ignore[arg-type]
-    return DockerSandbox()
 
 
 def host_kernel() -> str:
@@ -103,7 +94,7 @@ async def measure_runtime(settings: Settings, runtime: str, rows: list[Row]) -> 
     isolation = None if runtime == "runc" else runtime
     cold_target = Target("python", str(TINY_APP), isolation=isolation, warm=False)
     warm_target = Target("python", str(TINY_APP), isolation=isolation, warm=True)
-    async with make_sandbox(runtime) as sandbox:
+    async with DockerSandbox() as sandbox:  # the runtime is chosen per target: Target.isolation
         await sandbox.prepare(cold_target)
         await sandbox.prepare(warm_target)
         image = sandbox.image_of(cold_target)
