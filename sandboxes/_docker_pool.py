@@ -36,6 +36,8 @@ from sandboxes.base import Limits, Result, SandboxError
 
 #: The label naming the pool that owns a warm container.
 POOL_LABEL = "sluice.pool"
+#: Rounds of waiting for background tasks at close (a task may spawn at most one more).
+_CLOSE_ROUNDS = 5
 
 
 def half_of_physical_memory_mb() -> int:
@@ -301,7 +303,9 @@ class WarmPool:
         for container in list(self._mine):
             self._retire(container)
         self._idle.clear()
-        while self._tasks:  # removals, and starts that will retire themselves on seeing closing
+        for _ in range(_CLOSE_ROUNDS):  # removals, and starts that retire themselves on seeing closing
+            if not self._tasks:
+                break
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
         with contextlib.suppress(EngineError):
             for found in await self.api.list_containers({POOL_LABEL: self.owner}):
