@@ -162,8 +162,9 @@ class WarmContainer:
     async def call(self, request: bytes, limits: Limits) -> Outcome:
         """Send ``request``, wait for its response and logs; never raises for guest trouble.
 
-        Raises :class:`SandboxError` only if the container is gone before the request
-        could be written and so the caller never got an answer (a dead idle container).
+        ``Outcome.reusable`` is false when the container must be retired (the result
+        says why). ``exit_code`` is 0 for an answer, the container's code when it
+        exited, ``None`` when the host stopped it (timeout, output cap).
         """
         if self._ex is not None:
             raise RuntimeError("a warm container serves one request at a time")
@@ -207,7 +208,7 @@ class WarmContainer:
             error, exit_code, stdout = f"timed out after {limits.timeout_s:g} s", None, b""
             self.broken = "timed out"
         elif ex.failure is not None:
-            error = ex.failure
+            error, exit_code = ex.failure, None
             stdout = bytes(ex.body[: limits.max_stdout_bytes]) if ex.response is None else stdout
             self.broken = ex.failure
         elif ex.response is None:  # the container exited during the call
