@@ -125,3 +125,14 @@ async def test_ten_concurrent_calls_on_one_key_never_share_a_container(
         for r in results:
             assert r.stderr.count(b"echo ") == 1, r.stderr
     assert sandbox.pool.stats()["live"] == 6
+
+
+async def test_an_idle_container_that_died_is_replaced_before_a_call_reaches_it(
+    make_sandbox: Make, warm_app: Target
+) -> None:
+    sandbox = make_sandbox()
+    before = fx.step_data(await sandbox.run(warm_app, fx.call("echo", n=1), CALL))["host"]
+    assert fx.docker("kill", before).returncode == 0
+    await asyncio.sleep(0.3)  # the attach stream closes when the container dies
+    result = await sandbox.run(warm_app, fx.call("echo", n=2), CALL)
+    assert not result.warm and fx.step_data(result)["host"] != before
