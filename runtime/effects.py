@@ -71,9 +71,9 @@ class Effects:
             response = await self._egress.fetch(request, allow, op.get("timeout_ms"))
         except EgressDenied as exc:
             log.warning("egress denied", function=fn.fqid, url=request.get("url"), reason=str(exc))
-            return _error(op, "EgressDenied", str(exc), False)
+            return _error(op, "FetchDenied", str(exc), False)
         except (aiohttp.ClientError, TimeoutError) as exc:
-            return _error(op, "FetchFailed", f"fetching {request.get('url')!r} failed: {exc or type(exc).__name__}",
+            return _error(op, "FetchError", f"fetching {request.get('url')!r} failed: {exc or type(exc).__name__}",
                           True)
         log.info("egress", function=fn.fqid, url=request.get("url"), status=response["status"])
         return {"op": "step", "id": op["id"], "name": op["name"], "data": response}

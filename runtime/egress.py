@@ -9,7 +9,6 @@ a retry of the function reuses it (memoized like any step).
 from __future__ import annotations
 
 import asyncio
-import base64
 import fnmatch
 from typing import Any
 from urllib.parse import urlsplit
@@ -48,7 +47,7 @@ class Egress:
     async def fetch(self, request: dict[str, Any], allow_hosts: list[str], timeout_ms: int | None) -> dict[str, Any]:
         """Perform ``request`` ({"method","url","headers","body"}) if allowed.
 
-        Returns {"status", "headers", "body" (text), "body_b64" (when not UTF-8)}; raises
+        Returns {"status", "headers" (lower-case names), "body" (bytes)}; raises
         :class:`EgressDenied` or ``aiohttp.ClientError`` / ``TimeoutError`` on failure.
         """
         url = str(request.get("url") or "")
@@ -65,13 +64,8 @@ class Egress:
             raw = await resp.content.read(MAX_RESPONSE_BYTES + 1)
             if len(raw) > MAX_RESPONSE_BYTES:
                 raise EgressDenied(f"response from {url!r} is over {MAX_RESPONSE_BYTES} bytes")
-            out: dict[str, Any] = {"status": resp.status, "headers": dict(resp.headers)}
-            try:
-                out["body"] = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                out["body"] = None
-                out["body_b64"] = base64.b64encode(raw).decode()
-            return out
+            return {"status": resp.status, "headers": {k.lower(): v for k, v in resp.headers.items()},
+                    "body": raw}
 
     async def close(self) -> None:
         session, self._session = self._session, None

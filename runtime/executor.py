@@ -22,20 +22,21 @@ from runtime.effects import Effects
 from runtime.events import normalise
 from runtime.history import History
 from runtime.ids import new_id, now_ms
-from runtime.jobs import Job, decode_job, enqueue
+from runtime.jobs import Job, branch_message, decode_job, enqueue
 from runtime.limits import RuntimeLimits
-from runtime.outcomes import Transition, apply_result, resolve, timed_out
+from runtime.outcomes import Transition, apply_branch, apply_result, resolve, timed_out
 from runtime.registry import FunctionDef, Registry
 from runtime.state import RunState, RunStore, StaleStateError, StateTooLargeError
 from runtime.streams import event_message, executor_consumer
 from runtime.waits import Waits
-from sandboxes import Limits
+from sandboxes import Limits, Result
 from sluice.protocol import ProtocolError, decode_response, pack
 
 log = structlog.get_logger("sluice.executor")
 
 # Published when a run fails for good; on_failure handlers are functions triggered by it.
 FAILURE_EVENT = "sluice/function.failed"
+CAS_TRIES = 8
 # Room for the response's own framing on top of the step output limit.
 RESPONSE_SLACK_BYTES = 256 * 1024
 
@@ -141,6 +142,10 @@ class Executor:
             # second copy of an existing job a no-op.
             await enqueue(self._bus, state, deliver_at_ms=self._due(state))
             return True
+        if job.target is not None:
+            return await self._branch(state, job, picked)
+        if state.planned:
+            return True  # an old job from before the run planned its branches: they have their own jobs
         early: list[dict[str, Any]] = []
         if state.pending is not None:
             if now_ms() < state.pending["expires"]:
@@ -161,33 +166,75 @@ class Executor:
         await self._save_and_record(state, trans, started=started)
         return True
 
+    async def _branch(self, state: RunState, job: Job, picked: int) -> bool:
+        """Run one parallel branch (a targeted call) and record it, retrying the CAS while
+        sibling branches record theirs."""
+        target = job.target
+        assert target is not None
+        if target not in state.planned:
+            return True  # already recorded
+        fn = self._registry.get(state.function)
+        if fn is None:
+            return True  # the main path fails the run once the branches are gone
+        started = now_ms()
+        result, ops = await self._run_guest(state, fn, target)
+        ended = now_ms()
+        timings = {"queue_ms": max(0, picked - job.enqueued_at), "sandbox_ms": round(result.duration_ms, 3),
+                   **result.timings}
+        for _ in range(CAS_TRIES):
+            trans = apply_branch(state, fn, target, result, self._limits, started=started, ended=ended,
+                                 timings=timings, ops=ops)
+            try:
+                await self._runs.save(state)
+                break
+            except StaleStateError:
+                fresh = await self._runs.load(state.id)
+                if fresh is None or fresh.final or fresh.token != job.token or target not in fresh.planned:
+                    return True
+                state = fresh
+        else:
+            return False  # leave the job unacked: it comes back and tries again
+        if trans.branch_retry_at is not None:
+            msg = branch_message(state, target, deliver_at_ms=trans.branch_retry_at)
+            await self._bus.publish(msg.subject, msg.data, msg_id=msg.msg_id, deliver_at=msg.deliver_at)
+        if trans.next_job_at is not None:
+            await enqueue(self._bus, state)
+        for att in trans.attempts:
+            log.info("parallel step " + att["status"], run_id=state.id, step_id=target, step=att["name"])
+            await self._history.record_step(state.id, att)
+        await self._history.record_run(state.row())
+        return True
+
+    async def _run_guest(self, state: RunState, fn: FunctionDef,
+                         target: str | None) -> tuple[Result, list[dict[str, Any]] | None]:
+        """One sandbox call for ``state``; its ops decoded with node ops carried out (``None``
+        if the guest's output is not valid: the caller records why)."""
+        request = pack({
+            "v": 1, "kind": "call", "function": fn.id, "event": state.event, "events": state.events,
+            "steps": state.steps, "run": {"id": state.id, "attempt": state.attempt}, "target": target,
+            "now_ms": now_ms(),
+        })
+        limits = Limits(timeout_s=fn.timeout_ms / 1000,
+                        max_stdout_bytes=self._limits.step_output_bytes + RESPONSE_SLACK_BYTES)
+        result = await self._registry.sandbox_for(fn).run(fn.target, request, limits)
+        if not result.ok:
+            return result, None
+        try:
+            return result, await self._effects.perform(decode_response(result.stdout)["ops"], state, fn)
+        except ProtocolError:
+            return result, None
+
     @staticmethod
     def _due(state: RunState) -> int | None:
         return state.pending["expires"] if state.pending is not None else None
 
     async def _call(self, state: RunState, fn: FunctionDef, job: Job, picked: int) -> Transition:
-        request = pack({
-            "v": 1, "kind": "call", "function": fn.id, "event": state.event, "events": state.events,
-            "steps": state.steps, "run": {"id": state.id, "attempt": state.attempt}, "target": None,
-            "now_ms": now_ms(),
-        })
-        limits = Limits(timeout_s=fn.timeout_ms / 1000,
-                        max_stdout_bytes=self._limits.step_output_bytes + RESPONSE_SLACK_BYTES)
         bound = log.bind(run_id=state.id, function=fn.fqid, attempt=state.attempt)
         started = now_ms()
-        result = await self._registry.sandbox_for(fn).run(fn.target, request, limits)
+        result, ops = await self._run_guest(state, fn, None)
         ended = now_ms()
-        ops = None
-        if result.ok:
-            try:
-                ops = await self._effects.perform(decode_response(result.stdout)["ops"], state, fn)
-            except ProtocolError:
-                ops = None  # apply_result decodes again and records the error
-        effects_ms = now_ms() - ended
         timings: dict[str, float] = {"queue_ms": max(0, picked - job.enqueued_at), "prepare_ms": started - picked,
                                      "sandbox_ms": round(result.duration_ms, 3), **result.timings}
-        if effects_ms:
-            timings["node_ops_ms"] = effects_ms
         if result.warm:
             timings["warm"] = 1
         trans = apply_result(state, fn, result, self._limits, started=started, ended=ended, timings=timings,

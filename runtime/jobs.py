@@ -21,16 +21,29 @@ class Job:
     run_id: str
     token: str
     enqueued_at: int  # ms since epoch: when the job was meant to become runnable
+    target: str | None = None  # a parallel branch's step id: run only that step
 
 
-def job_message(state: RunState, *, deliver_at_ms: int | None = None, nonce: str = "") -> OutMsg:
-    """The job for ``state``'s current token. ``nonce`` makes a deliberate re-send distinct."""
+def job_messages(state: RunState, *, deliver_at_ms: int | None = None, nonce: str = "") -> list[OutMsg]:
+    """The jobs ``state`` needs now: one per planned parallel branch, else one for the run.
+    ``nonce`` makes a deliberate re-send distinct (otherwise the dedupe window drops it)."""
+    if state.planned:
+        return [branch_message(state, sid, deliver_at_ms=deliver_at_ms, nonce=nonce) for sid in state.planned]
+    return [_message({"run": state.id, "token": state.token}, state.token, deliver_at_ms, nonce)]
+
+
+def branch_message(state: RunState, step_id: str, *, deliver_at_ms: int | None = None, nonce: str = "") -> OutMsg:
+    attempt = state.planned[step_id].get("attempt", 0)
+    return _message({"run": state.id, "token": state.token, "target": step_id},
+                    f"{state.token}:{step_id}:{attempt}", deliver_at_ms, nonce)
+
+
+def _message(body: dict[str, str], msg_id: str, deliver_at_ms: int | None, nonce: str) -> OutMsg:
     when = deliver_at_ms if deliver_at_ms is not None else now_ms()
-    body = pack({"run": state.id, "token": state.token, "at": when})
     return OutMsg(
         subject=STEPS_SUBJECT,
-        data=body,
-        msg_id=state.token + (f":{nonce}" if nonce else ""),
+        data=pack({**body, "at": when}),
+        msg_id=msg_id + (f":{nonce}" if nonce else ""),
         deliver_at=deliver_at_ms / 1000 if deliver_at_ms is not None else None,
     )
 
@@ -39,9 +52,11 @@ def decode_job(data: bytes) -> Job:
     doc = unpack(data)
     if not isinstance(doc, dict) or not isinstance(doc.get("run"), str) or not isinstance(doc.get("token"), str):
         raise ProtocolError("job must be a map with 'run' and 'token' strings")
-    return Job(run_id=doc["run"], token=doc["token"], enqueued_at=int(doc.get("at") or 0))
+    target = doc.get("target")
+    return Job(run_id=doc["run"], token=doc["token"], enqueued_at=int(doc.get("at") or 0),
+               target=target if isinstance(target, str) else None)
 
 
 async def enqueue(bus: Bus, state: RunState, *, deliver_at_ms: int | None = None, nonce: str = "") -> None:
-    msg = job_message(state, deliver_at_ms=deliver_at_ms, nonce=nonce)
-    await bus.publish(msg.subject, msg.data, msg_id=msg.msg_id, deliver_at=msg.deliver_at)
+    """Publish the jobs ``state`` needs (see :func:`job_messages`)."""
+    await bus.publish_batch(job_messages(state, deliver_at_ms=deliver_at_ms, nonce=nonce))

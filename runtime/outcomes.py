@@ -21,7 +21,7 @@ from sluice.protocol import ProtocolError, decode_response, pack
 
 # Pseudo step id under which failed function calls (no step named) are recorded.
 CALL_STEP_ID = "$call"
-SUPPORTED_OPS = frozenset({"done", "error", "step", "step_error", "sleep", "wait_for_event", "invoke"})
+SUPPORTED_OPS = frozenset({"done", "error", "step", "step_error", "sleep", "wait_for_event", "invoke", "planned"})
 YEAR_MS = 366 * 24 * 3600 * 1000
 
 
@@ -31,6 +31,7 @@ class Transition:
     attempts: list[dict[str, Any]] = field(default_factory=list)  # step attempts for history
     wait: dict[str, Any] | None = None  # a wait to register (the run's new ``pending``)
     invoke: dict[str, Any] | None = None  # a child run to start: {"child", "function", "data"}
+    branch_retry_at: int | None = None  # a parallel branch to run again at this time (ms)
 
 
 def backoff_ms(attempt: int, limits: RuntimeLimits) -> int:
@@ -83,8 +84,67 @@ def apply_result(
                 return trans
         elif kind == "step_error":
             return _step_failed(state, fn, limits, op, base, trans, ended)
+        elif kind == "planned":
+            return _plan(state, [o for o in ops if o["op"] == "planned"], trans, ended)
         else:
             return _suspend(state, fn, limits, op, base, trans, ended)
+    return trans
+
+
+def _plan(state: RunState, planned: list[dict[str, Any]], trans: Transition, now: int) -> Transition:
+    """Parallel steps: each planned branch becomes its own targeted job."""
+    state.planned = {op["id"]: {"name": op["name"], "attempt": 0} for op in planned if op["id"] not in state.steps}
+    state.attempt = 0
+    state.token = new_id()
+    trans.next_job_at = now
+    return trans
+
+
+def apply_branch(state: RunState, fn: FunctionDef, target: str, result: Result, limits: RuntimeLimits, *,
+                 started: int, ended: int, timings: dict[str, float], ops: list[dict[str, Any]] | None) -> Transition:
+    """Record what a targeted call (one parallel branch) returned. The run's token stays the
+    same until the last branch is recorded; then its next call is due."""
+    branch = state.planned[target]
+    base = {"step_id": target, "name": branch["name"], "attempt": branch.get("attempt", 0), "started_at": started,
+            "ended_at": ended, "duration_ms": ended - started, "timings": timings,
+            "logs": result.stderr.decode("utf-8", "replace")}
+    trans = Transition()
+    op = None
+    err: dict[str, Any] | None = None
+    retriable = True
+    if not result.ok:
+        err = {"name": "SandboxError", "message": f"the sandbox call failed: {result.error}"}
+    else:
+        try:
+            found = ops if ops is not None else decode_response(result.stdout)["ops"]
+            op = next((o for o in found if o.get("id") == target and o["op"] in ("step", "step_error")), None)
+            if op is None:  # the function no longer reaches this branch: its code changed under the run
+                err, retriable = {"name": "ProtocolError", "message": f"the function did not reach parallel "
+                                  f"step {branch['name']!r} (did its code change during the run?)"}, False
+        except ProtocolError as exc:
+            err = {"name": "ProtocolError", "message": f"the guest's response is not valid: {exc}"}
+    if op is not None and op["op"] == "step":
+        size = len(pack(op.get("data")))
+        if size > limits.step_output_bytes:
+            err, retriable = {"name": "OutputTooLarge", "message": f"step {branch['name']!r} returned {size} bytes; "
+                              f"the limit is {limits.step_output_bytes}"}, False
+        else:
+            state.steps[target] = {"data": op.get("data")}
+            trans.attempts.append({**base, "status": "completed", "output": op.get("data"), "error": None})
+    elif op is not None:
+        err, retriable = op["error"], op["retriable"]
+    if err is not None:
+        if retriable and branch.get("attempt", 0) < fn.retries:
+            branch["attempt"] = branch.get("attempt", 0) + 1
+            trans.attempts.append({**base, "status": "retrying", "output": None, "error": err})
+            trans.branch_retry_at = ended + backoff_ms(branch["attempt"], limits)
+            return trans
+        state.steps[target] = {"error": err}
+        trans.attempts.append({**base, "status": "failed", "output": None, "error": err})
+    del state.planned[target]
+    if not state.planned:
+        state.token = new_id()
+        trans.next_job_at = ended
     return trans
 
 

@@ -16,7 +16,7 @@ import structlog
 from bus import Bus, Consumer, OutMsg
 from runtime.history import History
 from runtime.ids import derived_id, now_ms
-from runtime.jobs import job_message
+from runtime.jobs import job_messages
 from runtime.registry import Registry
 from runtime.state import RunState, RunStore
 from runtime.streams import scheduler_consumer
@@ -88,7 +88,7 @@ class Scheduler:
                         continue  # already under way (or gone): nothing owed
                     state = existing  # created before a crash: make sure its job exists
                 created.append(state)
-                jobs.append(job_message(state))
+                jobs.extend(job_messages(state))
         await self._history.record_events([{**e, "received_at": received} for e in events])
         for state in created:
             await self._history.record_run(state.row())

@@ -48,6 +48,9 @@ class RunState:
     pending: dict[str, Any] | None = None
     # Set on a run started by ctx.step.invoke: {"run": parent run id, "step": step id}.
     parent: dict[str, Any] | None = None
+    # Parallel branches planned and not yet recorded: {step id: {"name", "attempt"}}. While
+    # any remain, the run's jobs are one per branch (a "targeted" call each).
+    planned: dict[str, dict[str, Any]] = field(default_factory=dict)
     replay_of: str | None = None
     revision: int = 0  # the KV revision this copy was read at (not stored)
 

@@ -117,9 +117,9 @@ def test_a_step_output_over_the_limit_fails_the_run_clearly() -> None:
     assert st.status == "failed" and st.error is not None and "limit is 10" in st.error["message"]
 
 
-def test_an_op_this_runtime_does_not_support_fails_without_retrying() -> None:
+def test_a_node_op_the_executor_did_not_carry_out_fails_without_retrying() -> None:
     st = state()
-    apply(st, ok({"op": "planned", "id": "s", "name": "branch"}))
+    apply(st, ok({"op": "fetch", "id": "s", "name": "get", "request": {"url": "http://x"}, "timeout_ms": 1}))
     assert st.status == "failed" and st.error is not None and "not supported" in st.error["message"]
 
 

@@ -55,3 +55,17 @@ def on_explode_failure(ctx: sluice.Context) -> dict:
 @app.function(id="explodes", trigger=sluice.event("test/explode"), retries=0, on_failure=on_explode_failure)
 def explodes(ctx: sluice.Context) -> None:
     ctx.step.run("explode", explode)
+
+
+def slow_square(n: int) -> int:
+    import time
+
+    time.sleep(1.0)
+    return n * n
+
+
+@app.function(id="squares", trigger=sluice.event("test/parallel"))
+def squares(ctx: sluice.Context) -> dict:
+    a, b = ctx.step.parallel(("square-3", slow_square, 3), ("square-4", slow_square, 4))
+    total = ctx.step.run("sum", lambda: a + b)
+    return {"squares": [a, b], "sum": total}
