@@ -38,6 +38,8 @@ from sandboxes.base import Limits, Result, SandboxError
 POOL_LABEL = "sluice.pool"
 #: Rounds of waiting for background tasks at close (a task may spawn at most one more).
 _CLOSE_ROUNDS = 5
+#: Polls (50 ms apart) waiting for container starts in flight at close: 30 s at most.
+_CLOSE_START_POLLS = 600
 
 
 def half_of_physical_memory_mb() -> int:
@@ -118,6 +120,7 @@ class WarmPool:
         self._reserved_mb = 0
         self._tasks: set[asyncio.Task[Any]] = set()
         self._reaper: asyncio.Task[None] | None = None
+        self._starting = 0  # containers being created/started right now
         self.closing = False
 
     # --- serving ----------------------------------------------------------------
@@ -217,6 +220,7 @@ class WarmPool:
             spec.image, dict(spec.env), spec.limits, runtime=spec.runtime,
             labels={POOL_LABEL: self.owner},
         )
+        self._starting += 1
         try:
             container = await WarmContainer.start(
                 self.api, name, config, list(spec.command), spec.limits.memory_mb
@@ -224,6 +228,8 @@ class WarmPool:
         except BaseException:
             self._unreserve(spec)
             raise
+        finally:
+            self._starting -= 1
         self._mine[container] = spec.key
         if self.closing:
             self._retire(container)
@@ -300,6 +306,11 @@ class WarmPool:
             self._reaper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reaper
+        # Starts in flight finish first (bounded), so none creates a container after the sweep.
+        for _ in range(_CLOSE_START_POLLS):
+            if not self._starting:
+                break
+            await asyncio.sleep(0.05)
         for container in list(self._mine):
             self._retire(container)
         self._idle.clear()
