@@ -28,9 +28,13 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         return
     if report.when != "call" and not (report.when == "setup" and report.outcome != "passed"):
         return
-    case, _, kind = report.nodeid.rpartition("[")
-    kind = kind.rstrip("]")
+    case, _, params = report.nodeid.rpartition("[")
+    params = params.rstrip("]")
+    kind = next((k for k in KINDS if params.endswith(k)), params)
+    variant = params.removesuffix(kind).rstrip("-")
     name = case.rsplit("::", 1)[-1].removeprefix("test_").replace("_", " ")
+    if variant:
+        name = f"{name} [{variant}]"
     notes = [str(v) for k, v in report.user_properties if k == "outcome"]
     if hasattr(report, "wasxfail"):
         status = "XFAIL (sandbox bug)"
