@@ -12,6 +12,10 @@ import pytest
 
 from bench.measure import percentile, summarize
 from bench.report import Goal, Row, table, to_json
+from tests.sandboxes import docker_fixtures
+
+# The Docker test needs an engine: skipped on a laptop without one, failed under CI=true.
+docker_engine = docker_fixtures.docker_engine
 
 REPO = Path(__file__).resolve().parents[2]
 ROW_KEYS = {"name", "family", "measures", "status", "note", "n", "p50_ms", "p95_ms", "p99_ms", "mean_ms",
@@ -87,3 +91,27 @@ def test_ratios_goals_and_failures_are_resolved_against_peers() -> None:
     assert c["status"] == "error" and c["p50_ms"] is None and c["met"] is None and c["note"] == "it broke"
     text = table([a, b, c])
     assert "1.5x" in text and "NO" in text and "c: it broke" in text
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_a_quick_docker_run_measures_cold_bare_warm_and_memory_and_leaves_no_container(
+    docker_engine: None, tmp_path: Path
+) -> None:
+    out = tmp_path / "report.json"
+    done = run_bench("--quick", "--only", "docker,gvisor,memory", "--json", str(out), timeout=110)
+    assert done.returncode == 0, done.stderr + done.stdout
+    rows = {r["name"]: r for r in json.loads(out.read_text())["rows"]}
+    assert set(rows) == {"docker.cold", "docker.bare", "docker.warm", "gvisor.cold", "gvisor.bare",
+                         "gvisor.warm", "memory.docker10"}
+    for name in ("docker.cold", "docker.bare"):
+        assert rows[name]["status"] == "ok" and rows[name]["n"] >= 3, rows[name]
+    assert rows["docker.cold"]["ratio"] is not None and rows["docker.cold"]["extra"]["served_warm"] == 0
+    assert rows["docker.warm"]["status"] in ("ok", "n/a")
+    assert all(rows[n]["status"] in ("ok", "n/a") for n in ("gvisor.cold", "gvisor.bare", "gvisor.warm"))
+    memory = rows["memory.docker10"]
+    assert memory["status"] == "ok" and memory["n"] == 10
+    assert 0 < memory["extra"]["rss_before_mb"] <= memory["extra"]["peak_rss_mb"] < 500
+    image = rows["docker.cold"]["extra"]["image"]
+    left = docker_fixtures.docker("ps", "-aq", "--filter", f"ancestor={image}").stdout.split()
+    assert left == [], f"containers of the bench app left behind: {left}"
