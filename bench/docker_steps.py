@@ -20,7 +20,7 @@ import asyncio
 from pathlib import Path
 
 from bench.guests import KERNEL_REQUEST, TINY_APP, WORK_REQUEST, check_work, kernel_of, sandbox_call, served_warm
-from bench.measure import BenchError, Budget, Settings, TimingsMean, measure, measure_interleaved
+from bench.measure import BenchError, Budget, Settings, TimingsMean, Verify, measure, measure_interleaved
 from bench.report import Goal, Row
 from sandboxes.base import Limits, Target
 from sandboxes.docker import DockerSandbox
@@ -107,8 +107,9 @@ async def measure_runtime(settings: Settings, runtime: str, rows: list[Row]) -> 
         timings = TimingsMean()
         cold_call = sandbox_call(sandbox, cold_target, cold, timings, check=check_work, limits=LIMITS)
 
-        async def bare_call() -> None:
-            check_work(await bare_run(image, runtime), bare.name)
+        async def bare_call() -> Verify:
+            out = await bare_run(image, runtime)
+            return lambda: check_work(out, bare.name)
 
         budget = settings.pick(Budget(40, 40.0, warmup=2), Budget(3, 10.0, warmup=1))
         cold.samples_ns, bare.samples_ns = await measure_interleaved([cold_call, bare_call], budget)

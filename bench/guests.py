@@ -15,7 +15,7 @@ import asyncio
 from collections.abc import Callable
 from pathlib import Path
 
-from bench.measure import BenchError, Call, TimingsMean
+from bench.measure import BenchError, Call, TimingsMean, Verify
 from bench.report import Row
 from sandboxes.base import Limits, Result, Sandbox, Target
 from sluice import protocol
@@ -85,12 +85,16 @@ def sandbox_call(sandbox: Sandbox, target: Target, row: Row, timings: TimingsMea
     row.extra.setdefault("calls", 0)
     row.extra.setdefault("served_warm", 0)
 
-    async def call() -> None:
+    async def call() -> Verify:
         result = await sandbox.run(target, request, limits)
-        check_result(result, row.name, check)
-        timings.add(result.timings)
-        row.extra["calls"] += 1
-        row.extra["served_warm"] += int(result.warm)
+
+        def verify() -> None:
+            check_result(result, row.name, check)
+            timings.add(result.timings)
+            row.extra["calls"] += 1
+            row.extra["served_warm"] += int(result.warm)
+
+        return verify
 
     return call
 
@@ -107,7 +111,7 @@ async def served_warm(call: Call, row: Row, *, tries: int = 10, pause_s: float =
     """Call until a pre-started guest serves one (a pool may fill in the background);
     false if none did within ``tries`` calls ``pause_s`` apart."""
     for _ in range(tries):
-        await call()
+        (await call())()
         if row.extra.get("served_warm"):
             return True
         await asyncio.sleep(pause_s)

@@ -5,8 +5,9 @@ Every loop is bounded twice: by a number of iterations and by a wall-clock budge
 Times come from :func:`time.perf_counter_ns` and are kept in nanoseconds until they
 are summarised in milliseconds.
 
-A call that fails raises :class:`BenchError` with the reason (the row is then marked
-``error``): a benchmark of something that does not work measures nothing.
+A call returns a *verify* function, run after the clock stops: it checks the answer
+and raises :class:`BenchError` with the reason if it is wrong (the row is then marked
+``error``), since a benchmark of something that does not work measures nothing.
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
-#: A call to time: returns nothing, raises BenchError if its result was wrong.
-Call = Callable[[], Awaitable[None]]
+#: Checks what a call got back (untimed); raises BenchError if it was wrong.
+Verify = Callable[[], None]
+#: A call to time; what it returns is run after the clock stops.
+Call = Callable[[], Awaitable[Verify]]
 
 
 class BenchError(Exception):
@@ -42,7 +45,7 @@ class Budget:
 
 async def warm_up(call: Call, count: int, pause_s: float = 0.0) -> None:
     for _ in range(count):
-        await call()
+        (await call())()
         if pause_s:
             await asyncio.sleep(pause_s)
 
@@ -57,8 +60,9 @@ async def measure(call: Call, budget: Budget) -> list[int]:
         if len(samples) >= budget.min_iterations and time.monotonic() >= deadline:
             break
         start = time.perf_counter_ns()
-        await call()
+        verify = await call()
         samples.append(time.perf_counter_ns() - start)
+        verify()
         if budget.pause_s:
             await asyncio.sleep(budget.pause_s)
     return samples
@@ -82,8 +86,9 @@ async def measure_interleaved(calls: list[Call], budget: Budget) -> list[list[in
             break
         for call, into in zip(calls, samples, strict=True):
             start = time.perf_counter_ns()
-            await call()
+            verify = await call()
             into.append(time.perf_counter_ns() - start)
+            verify()
         rounds += 1
     return samples
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from bench import naive_wasm
 from bench.guests import DONE_WAT, WORK_REQUEST, check_done, sandbox_call, served_warm
-from bench.measure import Budget, Settings, TimingsMean, measure
+from bench.measure import Budget, Settings, TimingsMean, Verify, measure
 from bench.report import Goal, Row
 from sandboxes.base import Limits, Target
 from sandboxes.wasm import WasmSandbox
@@ -43,8 +43,9 @@ async def run(settings: Settings) -> list[Row]:
     warm, fresh, naive = rows()
     wat = DONE_WAT.read_text()
 
-    async def naive_call() -> None:
-        check_done(naive_wasm.module_call(wat, WORK_REQUEST), naive.name)
+    async def naive_call() -> Verify:
+        out = naive_wasm.module_call(wat, WORK_REQUEST)
+        return lambda: check_done(out, naive.name)
 
     async with WasmSandbox() as sandbox:
         warm_target = Target("module", str(DONE_WAT), warm=True)

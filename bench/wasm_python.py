@@ -24,7 +24,7 @@ import asyncio
 
 from bench import naive_wasm
 from bench.guests import TINY_APP, WORK_REQUEST, check_work, sandbox_call, served_warm
-from bench.measure import Budget, Settings, TimingsMean, measure, measure_interleaved
+from bench.measure import Budget, Settings, TimingsMean, Verify, measure, measure_interleaved
 from bench.report import Goal, Row
 from sandboxes.base import Limits, Target
 from sandboxes.wasm import WasmSandbox, default_cache_dir
@@ -53,8 +53,9 @@ async def run(settings: Settings) -> list[Row]:
     # Compiling CPython takes ~5 s the first time; cached on disk after that.
     peer = await asyncio.to_thread(naive_wasm.NaivePython, default_cache_dir() / "bench", TINY_APP)
 
-    async def naive_call() -> None:
-        check_work(peer.call(WORK_REQUEST), naive.name)
+    async def naive_call() -> Verify:
+        out = peer.call(WORK_REQUEST)
+        return lambda: check_work(out, naive.name)
 
     async with WasmSandbox() as sandbox:
         warm_target = Target("python", str(TINY_APP), warm=True)
