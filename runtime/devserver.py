@@ -18,7 +18,7 @@ from bus.nats import NatsBus
 from bus.server import NatsServer
 from runtime.history import History
 from runtime.node import Node, NodeConfig, wait_for_signal
-from runtime.registry import discover
+from runtime.registry import describe_trigger, discover
 from sandboxes import Sandbox, open_sandbox
 
 log = structlog.get_logger("sluice.dev")
@@ -66,9 +66,10 @@ def _banner(node: Node, app_dir: Path) -> None:
     fns = node.registry.all()
     lines = [f"Sluice dev server on {node.url}  (apps from {app_dir}, {len(fns)} functions)"]
     for fn in fns:
-        trig = ", ".join(t["event"] + (f" if {t['if']}" if t["if"] else "") for t in fn.triggers)
+        trig = ", ".join(describe_trigger(t) for t in fn.triggers)
         lines.append(f"  {fn.fqid:<32} on {trig}  [{fn.sandbox}]")
-    example = fns[0].triggers[0]["event"] if fns and fns[0].triggers else "demo/hello"
+    names = [t["event"] for fn in fns for t in fn.triggers if "event" in t]
+    example = names[0] if names else "demo/hello"
     lines.append(f"Send an event:  sluice send {example} --data '{{}}'   |   list runs:  sluice runs")
     print("\n".join(lines), file=sys.stderr, flush=True)
 

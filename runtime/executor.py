@@ -155,11 +155,12 @@ class Executor:
             await self._waits.forget(state)
             early.append(resolve(state, timed_out(state.pending), now_ms()))
         fn = self._registry.get(state.function)
-        if fn is None:
-            err = {"name": "FunctionNotFound", "message": f"function {state.function!r} is not registered"}
+        err = self._refusal(state, fn)
+        if err is not None:
             state.status, state.ended_at, state.error, state.token = "failed", now_ms(), err, new_id()
             await self._save_and_record(state, Transition(attempts=early), started=picked)
             return True
+        assert fn is not None
         started = now_ms()
         trans = await self._call(state, fn, job, picked)
         trans.attempts[:0] = early
@@ -223,6 +224,21 @@ class Executor:
             return result, await self._effects.perform(decode_response(result.stdout)["ops"], state, fn)
         except ProtocolError:
             return result, None
+
+    @staticmethod
+    def _refusal(state: RunState, fn: FunctionDef | None) -> dict[str, str] | None:
+        """Why the run must fail instead of being called, if it must: its function is gone,
+        it waited too long to start, or it ran past its finish timeout."""
+        if fn is None:
+            return {"name": "FunctionNotFound", "message": f"function {state.function!r} is not registered"}
+        now = now_ms()
+        start_ms = fn.raw.get("start_timeout_ms")
+        if start_ms and state.started_at is None and now - state.created_at > start_ms:
+            return {"name": "StartTimeout", "message": f"the run did not start within {start_ms} ms"}
+        finish_ms = fn.raw.get("timeout_ms")
+        if finish_ms and state.started_at is not None and now - state.started_at > finish_ms:
+            return {"name": "FunctionTimeout", "message": f"the run did not finish within {finish_ms} ms"}
+        return None
 
     @staticmethod
     def _due(state: RunState) -> int | None:

@@ -40,3 +40,14 @@ def matches(source: str | None, variables: dict[str, Any]) -> bool:
     except Exception as exc:  # missing fields and type errors mean "no match"
         log.debug("expression did not match", expression=source, reason=str(exc))
         return False
+
+
+def evaluate(source: str, variables: dict[str, Any]) -> Any:
+    """The value of ``source`` (e.g. an idempotency key), or ``None`` if it cannot be computed."""
+    try:
+        return compile_expression(source).execute(variables)
+    except ExpressionError:
+        raise
+    except Exception as exc:
+        log.debug("expression has no value", expression=source, reason=str(exc))
+        return None

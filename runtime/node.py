@@ -24,7 +24,7 @@ from runtime.executor import Executor
 from runtime.history import History
 from runtime.limits import RuntimeLimits
 from runtime.operations import Operations
-from runtime.registry import AppSource, Registry, RegistryError, discover
+from runtime.registry import AppSource, Registry, RegistryError, describe_trigger, discover
 from runtime.scheduler import Scheduler
 from runtime.state import RunStore
 from runtime.streams import RUNS_BUCKET, WAITS_BUCKET, events_stream, steps_stream
@@ -111,9 +111,11 @@ class Node:
             apps = {fn.app for fn in fns}
             for app in apps:
                 self.registry.replace_app(app, [f for f in fns if f.app == app])
+            if self._scheduler is not None:
+                await self._scheduler.arm_crons()
             for fn in fns:
                 log.info("function registered", function=fn.fqid, sandbox=fn.sandbox,
-                         triggers=[t["event"] + (f" if {t['if']}" if t["if"] else "") for t in fn.triggers])
+                         triggers=[describe_trigger(t) for t in fn.triggers])
         return errors
 
     async def stop(self) -> None:

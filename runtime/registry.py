@@ -14,6 +14,7 @@ from typing import Any
 
 import structlog
 
+from runtime.cron import TIMER_EVENT, check_cron
 from runtime.expressions import ExpressionError, compile_expression, matches
 from runtime.limits import RuntimeLimits
 from sandboxes import Limits, Sandbox, SandboxError, Target
@@ -43,6 +44,10 @@ class FunctionDef:
     @property
     def fqid(self) -> str:
         return f"{self.app}/{self.id}"
+
+    @property
+    def crons(self) -> list[dict[str, Any]]:
+        return [t for t in self.triggers if "cron" in t]
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -107,16 +112,24 @@ class Registry:
         return [self._function(doc["app"], fn, source) for fn in doc["functions"]]
 
     def _function(self, app: str, fn: dict[str, Any], source: AppSource) -> FunctionDef:
-        triggers = []
+        triggers: list[dict[str, Any]] = []
         for trig in fn["triggers"]:
-            if not isinstance(trig, dict) or not isinstance(trig.get("event"), str):
-                raise RegistryError(f"{app}/{fn['id']}: each trigger needs 'event' (a string)")
-            cond = trig.get("if")
-            if cond is not None:
+            if isinstance(trig, dict) and isinstance(trig.get("cron"), str):
                 try:
-                    compile_expression(cond)
-                except ExpressionError as exc:
+                    check_cron(trig["cron"], trig.get("tz"))
+                except ValueError as exc:
                     raise RegistryError(f"{app}/{fn['id']}: {exc}") from None
+                triggers.append({"cron": trig["cron"], "tz": trig.get("tz")})
+                continue
+            if not isinstance(trig, dict) or not isinstance(trig.get("event"), str):
+                raise RegistryError(f"{app}/{fn['id']}: each trigger needs 'event' or 'cron' (a string)")
+            cond = trig.get("if")
+            for expr in (cond, fn.get("idempotency")):
+                if expr is not None:
+                    try:
+                        compile_expression(expr)
+                    except ExpressionError as exc:
+                        raise RegistryError(f"{app}/{fn['id']}: {exc}") from None
             triggers.append({"event": trig["event"], "if": cond})
         timeout = fn.get("timeout_ms") or self._limits.step_timeout_ms
         timeout = min(int(timeout), self._limits.step_timeout_cap_ms)
@@ -135,7 +148,7 @@ class Registry:
         self._functions = kept
         index: dict[str, list[FunctionDef]] = {}
         for fn in kept.values():
-            for name in {trig["event"] for trig in fn.triggers}:
+            for name in {trig["event"] for trig in fn.triggers if "event" in trig}:
                 index.setdefault(name, []).append(fn)
         self._by_event = index
 
@@ -146,11 +159,25 @@ class Registry:
         return sorted(self._functions.values(), key=lambda f: f.fqid)
 
     def match(self, event: dict[str, Any]) -> list[FunctionDef]:
-        """The functions ``event`` starts: name equal, and the trigger's ``if`` true."""
+        """The functions ``event`` starts: name equal, and the trigger's ``if`` true; a cron
+        tick starts exactly the function it was armed for."""
+        if event.get("name") == TIMER_EVENT:
+            data = event.get("data") or {}
+            fn = self._functions.get(str(data.get("function")))
+            if fn is not None and any(t["cron"] == data.get("cron") for t in fn.crons):
+                return [fn]
+            return []
         out: list[FunctionDef] = []
         for fn in self._by_event.get(event.get("name", ""), ()):
             for trig in fn.triggers:
-                if trig["event"] == event["name"] and matches(trig["if"], {"event": event}):
+                if trig.get("event") == event["name"] and matches(trig["if"], {"event": event}):
                     out.append(fn)
                     break
         return out
+
+
+def describe_trigger(trigger: dict[str, Any]) -> str:
+    """A trigger as a person reads it: ``shop/order.created if event.data.total > 100``, ``cron 0 9 * * 1``."""
+    if "cron" in trigger:
+        return f"cron {trigger['cron']}" + (f" ({trigger['tz']})" if trigger.get("tz") else "")
+    return str(trigger["event"]) + (f" if {trigger['if']}" if trigger.get("if") else "")

@@ -14,12 +14,14 @@ from typing import Any
 import structlog
 
 from bus import Bus, Consumer, OutMsg
+from runtime.cron import TIMER_EVENT, next_fire_ms, tick_event
+from runtime.expressions import evaluate
 from runtime.history import History
 from runtime.ids import derived_id, now_ms
 from runtime.jobs import job_messages
-from runtime.registry import Registry
+from runtime.registry import FunctionDef, Registry
 from runtime.state import RunState, RunStore
-from runtime.streams import scheduler_consumer
+from runtime.streams import event_message, scheduler_consumer
 from runtime.waits import Waits
 from sluice.protocol import unpack
 
@@ -41,6 +43,7 @@ class Scheduler:
 
     async def start(self) -> None:
         self._consumer = await self._bus.consumer(scheduler_consumer())
+        await self.arm_crons()
         self._task = asyncio.create_task(self._loop(), name="scheduler")
 
     async def stop(self) -> None:
@@ -71,17 +74,51 @@ class Scheduler:
                 continue
             await asyncio.gather(*(m.ack() for m in msgs))
 
+    @staticmethod
+    def _run_id(fn: FunctionDef, event: dict[str, Any], received: int) -> str:
+        """Derived from the event and function, so a redelivered event finds its run; with an
+        idempotency key, from the key's value instead: one run per value, ever."""
+        expr = fn.raw.get("idempotency")
+        if expr:
+            key = evaluate(expr, {"event": event})
+            if key is not None:
+                return derived_id(0, f"idem/{fn.fqid}/{key!r}")
+        return derived_id(int(event.get("ts") or received), f"{event['id']}/{fn.fqid}")
+
+    async def arm_crons(self) -> None:
+        """Publish the next tick of every cron trigger (deduped: every node may do this)."""
+        now = now_ms()
+        ticks = [self._tick(fn.fqid, trig, next_fire_ms(trig["cron"], trig.get("tz"), now))
+                 for fn in self._registry.all() for trig in fn.crons]
+        if ticks:
+            await self._bus.publish_batch(ticks)
+            log.info("cron armed", ticks=len(ticks))
+
+    def _next_tick(self, event: dict[str, Any], received: int) -> list[OutMsg]:
+        data = event.get("data") or {}
+        fn = self._registry.get(str(data.get("function")))
+        trig = next((t for t in fn.crons if t["cron"] == data.get("cron")), None) if fn else None
+        if fn is None or trig is None:
+            return []  # the function or its schedule is gone: let the chain end
+        after = max(int(data.get("fire_ms") or 0), received)  # skip ticks missed while down
+        return [self._tick(fn.fqid, trig, next_fire_ms(trig["cron"], trig.get("tz"), after))]
+
+    @staticmethod
+    def _tick(function: str, trigger: dict[str, Any], fire_ms: int) -> OutMsg:
+        msg = event_message(tick_event(function, trigger, fire_ms))
+        return OutMsg(subject=msg.subject, data=msg.data, msg_id=msg.msg_id, deliver_at=fire_ms / 1000)
+
     async def schedule(self, events: list[dict[str, Any]]) -> list[RunState]:
         """Create the runs ``events`` start and enqueue their first jobs. Idempotent."""
         created: list[RunState] = []
         jobs: list[OutMsg] = []
         received = now_ms()
         for event in events:
+            if event.get("name") == TIMER_EVENT:
+                jobs.extend(self._next_tick(event, received))
             for fn in self._registry.match(event):
-                state = RunState(
-                    id=derived_id(int(event.get("ts") or received), f"{event['id']}/{fn.fqid}"),
-                    app=fn.app, function=fn.fqid, event=event, events=[event], created_at=received,
-                )
+                state = RunState(id=self._run_id(fn, event, received), app=fn.app, function=fn.fqid, event=event,
+                                 events=[event], created_at=received)
                 if not await self._runs.create(state):
                     existing = await self._runs.load(state.id)
                     if existing is None or existing.status != "queued":

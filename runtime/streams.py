@@ -46,6 +46,7 @@ def events_stream(limits: RuntimeLimits) -> StreamSpec:
         subjects=[EVENTS_SUBJECTS],
         dedupe_window_s=limits.dedupe_window_ms / 1000,
         max_age_s=7 * 24 * 3600,
+        allow_schedules=True,  # cron ticks are events held back until their time
     )
 
 

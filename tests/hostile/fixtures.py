@@ -80,6 +80,13 @@ RUNSC_PIDS_BUG = (
     "'bad request' code - instead of an error naming the pids limit"
 )
 
+#: Known bug: a warm container goes on serving after a call that left processes or files.
+WARM_REUSE_BUG = (
+    "the Docker warm pool keeps a container whose call answered (even with a step error) and serves "
+    "later calls of the same function from it, so processes, threads and /tmp files an earlier call "
+    "left behind are still there (the bomb's processes keep the pids cap spent and burn CPU)"
+)
+
 #: Head of every hostile app: ``probe``/``Denied``, and the ``normal`` and ``census`` functions.
 PRELUDE = '''\
 import json

@@ -209,3 +209,38 @@ async def test_an_app_that_cannot_start_runs_cold_and_is_not_restarted_in_a_loop
     assert not prestart_threads()
     second = await wasm_sandbox.run(target, call("count"), limits)
     assert second.timed_out and not second.warm
+
+
+async def test_reuse_is_an_explicit_opt_in_per_app_and_keeps_per_call_deadlines(
+    wasm_cache: Path, counter_app: Target, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    other_dir = tmp_path_factory.mktemp("not-opted-in")
+    (other_dir / "app.py").write_text(COUNTER_APP)
+    other = Target("python", str(other_dir))
+    limits = Limits(timeout_s=1)
+    async with WasmSandbox(cache_dir=wasm_cache, prestart_per_target=1,
+                           reuse_instances_for=[counter_app.ref], reuse_max_calls=4) as sandbox:
+        await warmed(sandbox, counter_app, limits)
+        await warmed(sandbox, other, limits)
+        reused = [await sandbox.run(counter_app, call("count"), limits) for _ in range(3)]
+        assert [returned(r) for r in reused] == [1, 2, 3]  # one instance, its state kept: the opt-in
+        assert all(r.warm for r in reused)
+        assert b"counter app imported" not in reused[1].stderr  # each call gets only its own output
+        fresh = []
+        for _ in range(2):
+            fresh.append(await sandbox.run(other, call("count"), limits))
+            await asyncio.sleep(1.0)
+        assert [returned(r) for r in fresh] == [1, 1]  # the app not named stays single-use
+        await asyncio.sleep(1.5)  # idle longer than the timeout: it must not count
+        fourth = await sandbox.run(counter_app, call("count"), limits)
+        assert fourth.warm and returned(fourth) == 4  # the last call reuse_max_calls allows
+        await asyncio.sleep(1.0)
+        replaced = await sandbox.run(counter_app, call("count"), limits)
+        assert replaced.warm and returned(replaced) == 1  # a new instance after reuse_max_calls
+        started = time.monotonic()
+        spun = await sandbox.run(counter_app, call("spin"), limits)
+        assert spun.timed_out and spun.error == "timed out after 1 s"
+        assert time.monotonic() - started < 4
+        await asyncio.sleep(1.0)
+        after = await sandbox.run(counter_app, call("count"), limits)
+        assert after.warm and returned(after) == 1  # the one that timed out is gone

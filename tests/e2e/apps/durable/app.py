@@ -69,3 +69,8 @@ def squares(ctx: sluice.Context) -> dict:
     a, b = ctx.step.parallel(("square-3", slow_square, 3), ("square-4", slow_square, 4))
     total = ctx.step.run("sum", lambda: a + b)
     return {"squares": [a, b], "sum": total}
+
+
+@app.function(id="charge-once", trigger=sluice.event("test/charge"), idempotency="event.data.order_id")
+def charge_once(ctx: sluice.Context) -> dict:
+    return {"charged": ctx.event.data["order_id"]}
