@@ -82,12 +82,25 @@ class WarmPool:
             if evicted is not None:
                 evicted.stop()
             guest = start(self._ended_idle)
+            guest.key = key
             with self._lock:
                 if self._closed:
                     guest.stop()
                     return
                 self._all.add(guest)
                 self._idle.setdefault(key, collections.deque()).append(guest)
+
+    def give_back(self, guest: Prestarted) -> None:
+        """A reuse opt-in ``guest`` answered its call: it waits for the next one, or is stopped."""
+        with self._lock:
+            waiting = self._idle.get(guest.key)
+            keep = not self._closed and waiting is not None and len(waiting) < self.per_key
+            if keep and waiting is not None:
+                waiting.append(guest)
+            else:
+                self._all.discard(guest)
+        if not keep:
+            guest.stop()
 
     def forget(self, guest: Prestarted) -> None:
         """``guest`` served its call (or failed it): the pool no longer tracks it."""
@@ -102,7 +115,7 @@ class WarmPool:
             self._all.clear()
             self._idle.clear()
         for guest in guests:
-            if not guest.handed:  # handed ones belong to their calls, which the sandbox cancels
+            if not guest.busy:  # busy ones belong to their calls, which the sandbox cancels
                 guest.stop()
         deadline = time.monotonic() + join_s
         for guest in guests:
@@ -114,7 +127,7 @@ class WarmPool:
         """A guest ended before its call (on its own thread): drop it; back off its key if it failed."""
         with self._lock:
             self._all.discard(guest)
-            failed = not guest.state.cancelled.is_set() and not self._closed
+            failed = guest.calls == 0 and not guest.state.cancelled.is_set() and not self._closed
             for key, waiting in self._idle.items():
                 if guest in waiting:
                     waiting.remove(guest)

@@ -49,8 +49,13 @@ _HEADER = 4  # the frame's length prefix
 class Prestarted:
     """One CPython instance, started on its own thread, waiting for its one request.
 
-    ``on_idle_exit(self, outcome)`` is called (on the guest's thread) if it ends before
-    being handed a request: a failed start-up, or :meth:`stop`.
+    ``on_idle_exit(self, outcome)`` is called (on the guest's thread) if it ends while
+    not serving a call: a failed start-up, or :meth:`stop`.
+
+    ``max_calls`` above 1 is the explicit opt-in to *reuse*: the guest then answers up to
+    that many requests in turn, one at a time, keeping whatever state the app keeps
+    between them (see ``WasmSandbox(reuse_instances_for=...)``). Each call still gets
+    its own deadline from its hand-over, its own output caps and its own stdout/stderr.
     """
 
     def __init__(
@@ -60,8 +65,12 @@ class Prestarted:
         spec: GuestSpec,
         limits: Limits,
         on_idle_exit: Callable[[Prestarted, Outcome], None],
+        max_calls: int = 1,
     ) -> None:
         self.limits = limits
+        self.max_calls = max_calls
+        self.calls = 0  # requests handed over so far
+        self.key: object = None  # the pool's key for it, set by the pool
         self.born = time.perf_counter()
         self.state = _wasm_host.CallState(
             max_stdout_bytes=limits.max_stdout_bytes + _HEADER,
@@ -73,7 +82,7 @@ class Prestarted:
         self._engine, self._pre, self._spec = engine, pre, spec
         self._on_idle_exit = on_idle_exit
         self._lock = threading.Lock()
-        self._handed = False
+        self._busy = False  # serving a call: handed a request, not answered yet
         self._finished = False
         self._handed_at = 0.0
         self._call_limits = limits
@@ -97,21 +106,27 @@ class Prestarted:
     # --- the calling side ---------------------------------------------------------
 
     def hand_over(self, request: bytes, limits: Limits) -> concurrent.futures.Future[Outcome] | None:
-        """Give this guest its one request under ``limits``; ``None`` if it cannot take it.
+        """Give this guest a request under ``limits``; ``None`` if it cannot take it.
 
-        It cannot when it already ended or was stopped, or the framed request does not
-        fit in its pipe. Never blocks: the request is written without waiting.
+        It cannot when it ended, was stopped, is serving a call or has served its
+        ``max_calls``, or the framed request does not fit in its pipe. Never blocks: the
+        request is written without waiting.
         """
         data = frame(request)
         if len(data) > self.capacity:
             return None
         state = self.state
         with self._lock:  # the writer is closed under this lock too: never write to a closed fd
-            if self._finished or self._handed or state.stopped is not None or state.cancelled.is_set():
+            if not self._can_take():
                 return None
-            self._handed = True
+            self._busy = True
+            self.calls += 1
             self._handed_at = time.perf_counter()
             self._call_limits = limits
+            answer: concurrent.futures.Future[Outcome] = concurrent.futures.Future()
+            self._answer = answer
+            if self.calls > 1:  # a reused guest: this call's output starts empty
+                state.stdout, state.stderr, state.overflow = bytearray(), bytearray(), None
             state.max_stdout_bytes = limits.max_stdout_bytes + _HEADER
             state.max_stderr_bytes = limits.max_stderr_bytes
             state.deadline = time.monotonic() + limits.timeout_s  # armed now, before the request is out
@@ -119,11 +134,24 @@ class Prestarted:
                 written = os.write(self._write_fd, data)  # an empty pipe of this capacity takes it whole
             except OSError:  # the guest is gone: its own ending (already on its way) answers the call
                 written = len(data)
+            if written < len(data):
+                self.max_calls = self.calls  # the rest is written blocking, then the pipe closed
         if written < len(data):
             threading.Thread(target=self._write_rest, args=(data[written:],), daemon=True).start()
-        else:
-            self._close_writer()  # end of input after the one frame
-        return self._answer
+        elif self.calls >= self.max_calls:
+            self._close_writer()  # end of input after its last frame
+        return answer
+
+    @property
+    def reusable(self) -> bool:
+        """Whether it can take another request now (a reuse opt-in guest that is idle)."""
+        with self._lock:
+            return self.calls > 0 and self._can_take()
+
+    def _can_take(self) -> bool:
+        state = self.state
+        return not (self._finished or self._busy or self.calls >= self.max_calls
+                    or state.stopped is not None or state.cancelled.is_set() or self._write_fd < 0)
 
     def stop(self) -> None:
         """End this guest: an idle one sees end of input, a busy one stops at its next tick."""
@@ -131,8 +159,9 @@ class Prestarted:
         self._close_writer()
 
     @property
-    def handed(self) -> bool:
-        return self._handed
+    def busy(self) -> bool:
+        """Serving a call (its run owns it: the sandbox cancels it through its ``cancelled``)."""
+        return self._busy
 
     @property
     def idle_ms(self) -> float:
@@ -152,9 +181,9 @@ class Prestarted:
             _wasm_host.end_call()
         with self._lock:
             self._finished = True
-            handed = self._handed
-        if handed:
-            self._settle(outcome)
+            busy = self._busy
+        if busy:
+            self._settle(self._answer, outcome)
         else:
             self._close_writer()
             self._on_idle_exit(self, outcome)
@@ -185,30 +214,39 @@ class Prestarted:
     def _maybe_answered(self) -> None:
         """After each stdout write: once one whole frame is out, answer the call (never raises)."""
         try:
-            out = self.state.stdout
-            if not self._handed or len(out) < _HEADER:
+            state = self.state
+            out = state.stdout
+            if not self._busy or len(out) < _HEADER:
                 return
             size = int.from_bytes(out[:_HEADER], "big")
             if len(out) < _HEADER + size:
                 return
             ended = time.perf_counter()
-            self._settle(Outcome(
+            outcome = Outcome(
                 stdout=bytes(out[_HEADER:_HEADER + size]),
-                stderr=bytes(self.state.stderr),
+                stderr=bytes(state.stderr),
                 exit_code=0,
                 error=None,
                 timed_out=False,
                 duration_ms=(ended - self._handed_at) * 1000,
                 started=self._handed_at,
                 ended=ended,
-            ))
-            self.state.answered = True  # no need for interpreter shut-down: stop at the next tick
+            )
+            with self._lock:
+                answer = self._answer
+                self._busy = False
+                if self.calls >= self.max_calls:
+                    state.answered = True  # no need for interpreter shut-down: stop at the next tick
+                else:  # reused: a fresh budget to get back to its read; the next hand-over resets it
+                    state.deadline = time.monotonic() + self._call_limits.timeout_s
+            self._settle(answer, outcome)
         except Exception:  # the guest's own ending answers the call instead
             pass
 
-    def _settle(self, outcome: Outcome) -> None:
+    @staticmethod
+    def _settle(answer: concurrent.futures.Future[Outcome], outcome: Outcome) -> None:
         try:
-            self._answer.set_result(outcome)
+            answer.set_result(outcome)
         except concurrent.futures.InvalidStateError:  # answered already; this is the guest's ending
             pass
 

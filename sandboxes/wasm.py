@@ -15,6 +15,12 @@ Python), memory is capped by ``limits.memory_mb``, CPU time by an epoch deadline
 instruction fuel. ``limits.cpus``, ``pids`` and ``tmpfs_mb`` do not apply: a guest is
 one thread with no processes and no writable filesystem.
 
+A ``python`` target with ``Target.warm`` (the default) is served, when one is ready, by
+a pre-started single-use instance: a fresh instance that already started the
+interpreter and imported the app, handed this one request (its deadline armed at the
+hand-over) and then discarded (:mod:`sandboxes._wasm_prestart`). Reusing an instance
+across calls happens only for app directories named in ``reuse_instances_for``.
+
 Compiled modules are cached in memory and on disk under ``cache_dir`` (default
 ``$SLUICE_CACHE_DIR`` or ``~/.cache/sluice``), keyed by the module's sha256, the
 wasmtime version and the engine flags.
@@ -27,7 +33,7 @@ import concurrent.futures
 import os
 import threading
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
 from pathlib import Path
 from typing import TypeVar
 
@@ -55,6 +61,11 @@ class WasmSandbox:
 
     ``cache_dir``: where compiled modules and the Python bundle are kept (created 0700).
     ``fuel``: optional instruction budget per call (``None``: only the time limit).
+    ``prestart_per_target``: pre-started single-use instances kept per Python app version
+    and limits (``0``: none, every call starts the interpreter); ``prestart_max``: across
+    all apps. ``reuse_instances_for``: app directories whose warm instances may answer up
+    to ``reuse_max_calls`` calls each, one at a time, keeping module state between them
+    (the opt-in wasmtime's security model warns about; never the default).
     """
 
     name = "wasm"
@@ -66,11 +77,18 @@ class WasmSandbox:
         fuel: int | None = None,
         prestart_per_target: int = 2,
         prestart_max: int = 8,
+        reuse_instances_for: Iterable[str | os.PathLike[str]] = (),
+        reuse_max_calls: int = 1000,
     ) -> None:
         if fuel is not None and fuel <= 0:
             raise SandboxError(f"fuel must be a positive number of units, got {fuel}")
         if prestart_per_target < 0 or prestart_max < 0:
             raise SandboxError("prestart_per_target and prestart_max must not be negative")
+        if reuse_max_calls < 1:
+            raise SandboxError(f"reuse_max_calls must be at least 1, got {reuse_max_calls}")
+        # App directories whose warm instances serve many calls (state crosses calls): opt-in only.
+        self._reuse_for = frozenset(str(Path(d).resolve()) for d in reuse_instances_for)
+        self._reuse_max_calls = reuse_max_calls
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         self._engine: WasmEngine | None = None
         self._fuel = fuel
@@ -104,14 +122,20 @@ class WasmSandbox:
         engine = self._engine_or_raise()
         if target.kind == "python" and target.warm and self._warm.enabled:
             warm_key = _warm_key(key, limits)
+            app_dir = str(key[1])
             guest = self._warm.take(warm_key)
             answer = guest.hand_over(request, limits) if guest is not None else None
-            # Start the replacement (or the first ones) once this call is under way.
-            asyncio.get_running_loop().call_soon(self._refill, warm_key, engine, pre, spec, limits)
             if guest is not None and answer is not None:
-                return await self._answered(guest, answer, began)
+                try:
+                    return await self._answered(guest, answer, began)
+                finally:
+                    # The replacement starts after the answer: its start-up (~80 ms of CPU)
+                    # would otherwise compete with this call for the cores.
+                    self._refill(warm_key, app_dir, engine, pre, spec, limits)
             if guest is not None:
                 self._warm.forget(guest)  # it ended before it could take the request: run cold
+            # No guest ready: start some while this call runs cold.
+            asyncio.get_running_loop().call_soon(self._refill, warm_key, app_dir, engine, pre, spec, limits)
         cancelled = threading.Event()
         self._inflight.add(cancelled)
         try:
@@ -163,18 +187,23 @@ class WasmSandbox:
             raise
         finally:
             self._inflight.discard(cancelled)
-            self._warm.forget(guest)
+            if guest.reusable:  # only with reuse_instances_for, and only if it answered cleanly
+                self._warm.give_back(guest)
+            else:
+                self._warm.forget(guest)
         return self._result(outcome, began, warm=True, prestarted_ms=idle_ms)
 
     def _refill(
-        self, warm_key: Hashable, engine: WasmEngine, pre: wasmtime.InstancePre, spec: GuestSpec, limits: Limits
+        self, warm_key: Hashable, app_dir: str, engine: WasmEngine, pre: wasmtime.InstancePre, spec: GuestSpec,
+        limits: Limits,
     ) -> None:
         """Keep pre-started guests waiting for ``warm_key`` (on the loop; starting one is a thread start)."""
         if self._closed:
             return
         serve = _wasm_python.serving(spec)
+        calls = self._reuse_max_calls if app_dir in self._reuse_for else 1
         try:
-            self._warm.fill(warm_key, lambda on_exit: Prestarted(engine, pre, serve, limits, on_exit))
+            self._warm.fill(warm_key, lambda on_exit: Prestarted(engine, pre, serve, limits, on_exit, calls))
         except OSError:  # out of descriptors or threads: calls run cold, which still works
             pass
 
