@@ -70,6 +70,7 @@ class Api:
             web.get("/v1/events/{id}", self.get_event),
             web.get("/v1/runs", self.list_runs),
             web.get("/v1/runs/{id}", self.get_run),
+            web.post("/v1/runs/cancel", self.cancel_runs),
             web.post("/v1/runs/{id}/cancel", self.cancel_run),
             web.post("/v1/runs/{id}/replay", self.replay_run),
             web.get("/v1/functions", self.list_functions),
@@ -131,6 +132,21 @@ class Api:
         except RunNotFound:
             return _error(404, f"no run {request.match_info['id']}")
         return _ok({"data": row})
+
+    async def cancel_runs(self, request: web.Request) -> web.Response:
+        """Bulk cancel: {"function": "app/fn", "from": ms, "to": ms} (times optional, on created_at)."""
+        try:
+            body = json.loads(await request.read() or b"null")
+        except ValueError as exc:
+            return _error(400, f"request body is not valid JSON: {exc}")
+        if not isinstance(body, dict) or not isinstance(body.get("function"), str) or not body["function"]:
+            return _error(400, 'send {"function": "app/fn", "from": ms, "to": ms} (from and to are optional)')
+        for field in ("from", "to"):
+            value = body.get(field)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                return _error(400, f"{field} must be ms since the epoch (an integer)")
+        ids = await self._ops.cancel_many(body["function"], from_ms=body.get("from"), to_ms=body.get("to"))
+        return _ok({"data": {"cancelled": len(ids), "ids": ids}})
 
     async def replay_run(self, request: web.Request) -> web.Response:
         body: Any = {}

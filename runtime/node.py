@@ -18,6 +18,7 @@ from aiohttp import web
 
 from bus import Bus, open_bus
 from runtime.api import Api
+from runtime.cancels import Cancels
 from runtime.effects import Effects
 from runtime.egress import Egress
 from runtime.executor import Executor
@@ -27,7 +28,7 @@ from runtime.operations import Operations
 from runtime.registry import AppSource, Registry, RegistryError, describe_trigger, discover
 from runtime.scheduler import Scheduler
 from runtime.state import RunStore
-from runtime.streams import RUNS_BUCKET, WAITS_BUCKET, events_stream, steps_stream
+from runtime.streams import CANCELS_BUCKET, RUNS_BUCKET, WAITS_BUCKET, events_stream, steps_stream
 from runtime.waits import Waits
 from sandboxes import Sandbox, open_sandbox
 
@@ -74,10 +75,12 @@ class Node:
         await self.bus.ensure_stream(steps_stream(self.config.limits))
         runs = RunStore(await self.bus.kv(RUNS_BUCKET), max_bytes=self.config.limits.run_state_bytes)
         waits = Waits(self.bus, runs, await self.bus.kv(WAITS_BUCKET), self.history)
+        operations = Operations(self.bus, runs, waits, self.history)
         await self.history.start()
         await self.load_apps(apps)
         if "scheduler" in self.config.roles:
-            self._scheduler = Scheduler(self.bus, runs, self.registry, self.history, waits)
+            cancels = Cancels(runs, await self.bus.kv(CANCELS_BUCKET), operations)
+            self._scheduler = Scheduler(self.bus, runs, self.registry, self.history, waits, cancels)
             await self._scheduler.start()
         if "executor" in self.config.roles:
             effects = Effects(self.bus, self._egress, self.config.limits)
@@ -88,7 +91,7 @@ class Node:
                 await self._executor.recover()
         if "api" in self.config.roles:
             api = Api(self.bus, self.history, self.registry, self.config.limits,
-                      Operations(self.bus, runs, waits, self.history),
+                      operations,
                       event_keys=self.config.event_keys, ready=lambda: self._ready)
             self._runner = web.AppRunner(api.app(), access_log=None, handle_signals=False)
             await self._runner.setup()

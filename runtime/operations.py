@@ -9,6 +9,7 @@ event, optionally keeping the memoized steps recorded before a chosen step.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import structlog
@@ -23,6 +24,7 @@ from runtime.waits import Waits
 log = structlog.get_logger("sluice.operations")
 
 CAS_TRIES = 8
+BULK_LIMIT = 10_000
 
 
 class RunNotFound(LookupError):
@@ -54,6 +56,29 @@ class Operations:
             log.info("run cancelled", run_id=run_id)
             return state.row()
         raise RuntimeError(f"run {run_id} kept changing; try again")
+
+    async def cancel_many(self, function: str, *, from_ms: int | None = None, to_ms: int | None = None,
+                          limit: int = BULK_LIMIT) -> list[str]:
+        """Cancel the unfinished runs of ``function`` created in [from_ms, to_ms]; at most
+        ``limit`` a call. Returns the ids cancelled."""
+        cancelled: list[str] = []
+        cursor: str | None = None
+        for _ in range(limit // 100 + 1):
+            rows, cursor = await self._history.list_runs(function=function, limit=100, cursor=cursor)
+            for row in rows:
+                created = row.get("created_at") or 0
+                if row["status"] in ("completed", "failed", "cancelled"):
+                    continue
+                if (from_ms is not None and created < from_ms) or (to_ms is not None and created > to_ms):
+                    continue
+                with contextlib.suppress(RunNotFound):
+                    if (await self.cancel(row["id"]))["status"] == "cancelled":
+                        cancelled.append(row["id"])
+                if len(cancelled) >= limit:
+                    return cancelled
+            if cursor is None or (from_ms is not None and rows and (rows[-1].get("created_at") or 0) < from_ms):
+                break
+        return cancelled
 
     async def replay(self, run_id: str, *, from_step: str | None = None) -> dict[str, Any]:
         """A new run of the same function and event. ``from_step``: keep the outputs of the

@@ -14,6 +14,7 @@ from typing import Any
 import structlog
 
 from bus import Bus, Consumer, OutMsg
+from runtime.cancels import Cancels
 from runtime.cron import TIMER_EVENT, next_fire_ms, tick_event
 from runtime.expressions import evaluate
 from runtime.history import History
@@ -30,8 +31,9 @@ log = structlog.get_logger("sluice.scheduler")
 
 class Scheduler:
     def __init__(self, bus: Bus, runs: RunStore, registry: Registry, history: History, waits: Waits,
-                 *, batch: int = 256) -> None:
+                 cancels: Cancels, *, batch: int = 256) -> None:
         self._bus = bus
+        self._cancels = cancels
         self._waits = waits
         self._runs = runs
         self._registry = registry
@@ -123,7 +125,8 @@ class Scheduler:
                     existing = await self._runs.load(state.id)
                     if existing is None or existing.status != "queued":
                         continue  # already under way (or gone): nothing owed
-                    state = existing  # created before a crash: make sure its job exists
+                    state = existing  # created before a crash: make sure its job and rules exist
+                await self._cancels.register(fn, state)
                 created.append(state)
                 jobs.extend(job_messages(state))
         await self._history.record_events([{**e, "received_at": received} for e in events])
@@ -133,6 +136,7 @@ class Scheduler:
             await self._bus.publish_batch(jobs)
         for event in events:
             await self._waits.on_event(event)
+            await self._cancels.on_event(event)
         for state in created:
             log.info("run queued", run_id=state.id, function=state.function, event_id=state.event["id"])
         return created

@@ -18,6 +18,7 @@ STEPS_STREAM = "SLUICE_STEPS"
 STEPS_SUBJECT = "sluice.steps.run"
 RUNS_BUCKET = "sluice-runs"
 WAITS_BUCKET = "sluice-waits"
+CANCELS_BUCKET = "sluice-cancels"
 
 
 def name_token(event_name: str) -> str:

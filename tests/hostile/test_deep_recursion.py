@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from sandboxes.base import Result, Target
+from sandboxes.base import Target
 from tests.conformance.sandbox import call
 from tests.hostile import fixtures as fx
 
@@ -43,11 +43,12 @@ RECURSE = '(module (func $dive (call $dive)) (func (export "_start") (call $dive
 async def test_recursion_past_the_native_stack_fails_only_the_guest(guest: fx.Guest, recursion_app: Target) -> None:
     result = await fx.attack(guest, recursion_app, call("overflow"))
     outcome = guest.note(fx.failure(result))
-    assert isinstance(result, Result) and not result.timed_out, outcome
-    # Docker: the interpreter dies of SIGSEGV (exit 139), or catches it as RecursionError.
-    # WASM: the engine traps on its guard page.
-    assert outcome in ("exited with code 139", "wasm trap: stack overflow") or outcome.startswith(
-        ("RecursionError", "MemoryError", "out of memory")
+    fx.stopped_in_time(result)
+    # CPython 3.11 keeps Python frames on the heap: the memory limit usually comes first. Else
+    # the native stack: SIGSEGV (exit 139) in a container, a stack-overflow trap under WASM.
+    # Under WASM the frames may also just take longer than the timeout to fill memory.
+    assert outcome in ("exited with code 139", "wasm trap: stack overflow", "timed out after 1.5 s") or (
+        outcome.startswith(("RecursionError", "MemoryError", "out of memory"))
     ), outcome
 
 

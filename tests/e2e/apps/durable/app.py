@@ -74,3 +74,10 @@ def squares(ctx: sluice.Context) -> dict:
 @app.function(id="charge-once", trigger=sluice.event("test/charge"), idempotency="event.data.order_id")
 def charge_once(ctx: sluice.Context) -> dict:
     return {"charged": ctx.event.data["order_id"]}
+
+
+@app.function(id="remind", trigger=sluice.event("test/cart"),
+              cancel_on=[sluice.event("test/checkout", if_="async.data.cart == event.data.cart")])
+def remind(ctx: sluice.Context) -> str:
+    ctx.step.sleep("wait-a-bit", 30)
+    return "reminded"
