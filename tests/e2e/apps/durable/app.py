@@ -81,3 +81,20 @@ def charge_once(ctx: sluice.Context) -> dict:
 def remind(ctx: sluice.Context) -> str:
     ctx.step.sleep("wait-a-bit", 30)
     return "reminded"
+
+
+def tick(n: int) -> int:
+    import time
+
+    time.sleep(ctx_delay(n))
+    return n
+
+
+def ctx_delay(n: int) -> float:
+    return 0.4 if n else 0.0
+
+
+@app.function(id="ten-steps", trigger=sluice.event("test/ten"), checkpoint=True)
+def ten_steps(ctx: sluice.Context) -> int:
+    slow = bool(ctx.event.data.get("slow"))
+    return sum(ctx.step.run(f"step-{i}", tick, i if slow else 0) + i for i in range(10))
