@@ -34,11 +34,14 @@ class Transition:
     branch_retry_at: int | None = None  # a parallel branch to run again at this time (ms)
 
 
-def backoff_ms(attempt: int, limits: RuntimeLimits) -> int:
-    """Exponential backoff with jitter: base * 2^(attempt-1), capped, then 50-100% of it."""
-    if limits.backoff_base_ms <= 0:
+def backoff_ms(attempt: int, limits: RuntimeLimits, custom: dict[str, Any] | None = None) -> int:
+    """Exponential backoff with jitter: base * 2^(attempt-1), capped, then 50-100% of it.
+    ``custom`` is a function's own ``backoff`` option ({"base_ms", "max_ms"})."""
+    base = int((custom or {}).get("base_ms") or limits.backoff_base_ms)
+    cap = int((custom or {}).get("max_ms") or limits.backoff_cap_ms)
+    if base <= 0:
         return 0
-    raw = min(limits.backoff_cap_ms, limits.backoff_base_ms * 2 ** max(0, attempt - 1))
+    raw = min(cap, base * 2 ** max(0, attempt - 1))
     return int(raw * (0.5 + random.random() / 2))
 
 
@@ -137,7 +140,7 @@ def apply_branch(state: RunState, fn: FunctionDef, target: str, result: Result, 
         if retriable and branch.get("attempt", 0) < fn.retries:
             branch["attempt"] = branch.get("attempt", 0) + 1
             trans.attempts.append({**base, "status": "retrying", "output": None, "error": err})
-            trans.branch_retry_at = ended + backoff_ms(branch["attempt"], limits)
+            trans.branch_retry_at = ended + backoff_ms(branch["attempt"], limits, fn.raw.get("backoff"))
             return trans
         state.steps[target] = {"error": err}
         trans.attempts.append({**base, "status": "failed", "output": None, "error": err})
@@ -233,7 +236,7 @@ def _step_failed(state: RunState, fn: FunctionDef, limits: RuntimeLimits, op: di
     if op["retriable"] and state.attempt < fn.retries:
         state.attempt += 1
         trans.attempts.append({**row, "status": "retrying"})
-        trans.next_job_at = now + (op.get("retry_after_ms") or backoff_ms(state.attempt, limits))
+        trans.next_job_at = now + (op.get("retry_after_ms") or backoff_ms(state.attempt, limits, fn.raw.get("backoff")))
         return trans
     # Out of retries: memoize the error; the function is called again and sees it raised.
     state.steps[op["id"]] = {"error": op["error"]}
@@ -253,7 +256,7 @@ def _call_failed(state: RunState, fn: FunctionDef, limits: RuntimeLimits, err: d
         state.attempt += 1
         state.token = new_id()
         trans.attempts.append({**row, "status": "retrying"})
-        trans.next_job_at = now + (retry_after_ms or backoff_ms(state.attempt, limits))
+        trans.next_job_at = now + (retry_after_ms or backoff_ms(state.attempt, limits, fn.raw.get("backoff")))
         return trans
     trans.attempts.append({**row, "status": "failed"})
     _finish(state, "failed", now, error=err)

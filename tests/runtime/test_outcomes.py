@@ -174,3 +174,9 @@ def test_resolving_a_timed_out_wait_memoizes_none_and_an_invoke_an_error() -> No
     assert st.steps["w"] == {"data": None} and st.pending is None and st.status == "running"
     assert record["status"] == "completed"
     assert timed_out({"kind": "invoke", "function": "a/b"})["error"]["name"] == "InvokeTimeout"
+
+
+def test_a_functions_own_backoff_overrides_the_default() -> None:
+    limits = RuntimeLimits(backoff_base_ms=1000)
+    assert 5 <= backoff_ms(1, limits, {"base_ms": 10, "max_ms": 20}) <= 10
+    assert 10 <= backoff_ms(9, limits, {"base_ms": 10, "max_ms": 20}) <= 20
