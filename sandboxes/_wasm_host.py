@@ -6,7 +6,8 @@ env, read-only preopens, random). Three preview1 imports are shadowed in the lin
 * ``fd_write`` — stdout and stderr go to in-memory buffers capped per call; past a cap
   writes fail and the guest is stopped at the next tick. wasmtime-py's own ``stdout_custom`` callbacks run on
   wasmtime's tokio threads and can abort the process at interpreter exit; these run
-  on the calling thread instead.
+  on the calling thread instead. Being on every call's path, it is a raw callback on
+  wasmtime's C API (no wasmtime-py trampoline) that bounds-checks every guest pointer.
 * ``poll_oneoff`` — the only preview1 call that blocks (``sleep``). A guest blocked in
   the host never reaches an epoch check, so sleeps are cut at the call's deadline.
 * ``clock_time_get`` — so ``poll_oneoff`` and the guest agree on what "now" is for
@@ -34,7 +35,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import wasmtime
 from wasmtime import _bindings
@@ -135,41 +136,71 @@ def watch_store(store: wasmtime.Store) -> None:
     store.set_epoch_deadline(1)
 
 
-def _fd_write(caller: wasmtime.Caller, fd: int, iovs: int, iovs_len: int, nwritten: int) -> int:
+_MEMORY = b"memory"
+_EXTERN_MEMORY = 3  # WASMTIME_EXTERN_MEMORY
+_U32_MASK = 0xFFFFFFFF
+
+
+@ffi.wasmtime_func_callback_t  # type: ignore[untyped-decorator,misc]
+def _fd_write_raw(_env: Any, caller: Any, args: Any, _nargs: int, results: Any, _nresults: int) -> int:
+    """``fd_write(fd, iovs, iovs_len, nwritten) -> errno``, straight on wasmtime's C API.
+
+    Every call of every guest writes through here, so it skips wasmtime-py's trampoline
+    (a ``Caller`` object and a ``Val`` per argument: about 0.03 ms a call) and reads
+    guest memory through one pointer, bounds-checked against the memory's size.
+    """
+    errno = _EIO
     try:
-        state = _state()
-        if state is None or fd not in (1, 2):
-            return _EBADF
-        if state.overflow is not None:
-            return _EIO
-        mem = caller["memory"]
-        if not isinstance(mem, wasmtime.Memory) or iovs_len < 0 or iovs_len > 1024:
-            return _EINVAL
-        raw = mem.read(caller, iovs, iovs + _IOVEC.size * iovs_len)
-        if fd == 1:
-            buf, cap = state.stdout, state.max_stdout_bytes
-        else:
-            buf, cap = state.stderr, state.max_stderr_bytes
-        total = 0
-        for i in range(iovs_len):
-            ptr, length = _IOVEC.unpack_from(raw, _IOVEC.size * i)
-            if not length:
-                continue
-            room = cap - len(buf)
-            if length > room:
-                buf += mem.read(caller, ptr, ptr + max(room, 0))
-                state.overflow = "stdout" if fd == 1 else "stderr"
-                return _EIO
-            buf += mem.read(caller, ptr, ptr + length)
-            total += length
-        mem.write(caller, _U32.pack(total), nwritten)
-        if fd == 1 and state.on_stdout is not None:
-            state.on_stdout()
-        return _OK
-    except (IndexError, ValueError, KeyError):
-        return _EFAULT
+        errno = _fd_write(caller, args[0].of.i32, args[1].of.i32 & _U32_MASK,
+                          args[2].of.i32 & _U32_MASK, args[3].of.i32 & _U32_MASK)
     except Exception:  # never let an exception cross into wasmtime-py (see module doc)
+        errno = _EIO
+    results[0].kind = 0  # WASMTIME_I32
+    results[0].of.i32 = errno
+    return 0  # no trap
+
+
+def _fd_write(caller: Any, fd: int, iovs: int, iovs_len: int, nwritten: int) -> int:
+    state = _state()
+    if state is None or fd not in (1, 2):
+        return _EBADF
+    if state.overflow is not None:
         return _EIO
+    item = ffi.wasmtime_extern_t()
+    if not ffi.wasmtime_caller_export_get(caller, _MEMORY, len(_MEMORY), ctypes.byref(item)) \
+            or cast(int, item.kind) != _EXTERN_MEMORY:  # an int at run time, c_ubyte to the stubs
+        return _EINVAL
+    if iovs_len > 1024:
+        return _EINVAL
+    ctx = ffi.wasmtime_caller_context(caller)
+    memory = ctypes.byref(item.of.memory)
+    base = ctypes.cast(ffi.wasmtime_memory_data(ctx, memory), ctypes.c_void_p).value or 0
+    size = ffi.wasmtime_memory_data_size(ctx, memory)
+    if iovs + _IOVEC.size * iovs_len > size or nwritten + _U32.size > size:
+        return _EFAULT
+    raw = ctypes.string_at(base + iovs, _IOVEC.size * iovs_len)
+    if fd == 1:
+        buf, cap = state.stdout, state.max_stdout_bytes
+    else:
+        buf, cap = state.stderr, state.max_stderr_bytes
+    total = 0
+    for i in range(iovs_len):
+        ptr, length = _IOVEC.unpack_from(raw, _IOVEC.size * i)
+        if not length:
+            continue
+        if ptr + length > size:
+            return _EFAULT
+        room = cap - len(buf)
+        if length > room:
+            buf += ctypes.string_at(base + ptr, max(room, 0))
+            state.overflow = "stdout" if fd == 1 else "stderr"
+            return _EIO
+        buf += ctypes.string_at(base + ptr, length)
+        total += length
+    ctypes.memmove(base + nwritten, _U32.pack(total), _U32.size)
+    if fd == 1 and state.on_stdout is not None:
+        state.on_stdout()
+    return _OK
 
 
 def _now_ns(clock_id: int) -> int | None:
@@ -236,8 +267,13 @@ def define_overrides(linker: wasmtime.Linker) -> None:
     """Shadow ``fd_write``, ``poll_oneoff`` and ``clock_time_get`` in a linker that has WASI."""
     i32, i64 = wasmtime.ValType.i32(), wasmtime.ValType.i64()
     linker.allow_shadowing = True
+    module, fd_write = WASI.encode(), b"fd_write"
+    fd_write_type = wasmtime.FuncType([i32, i32, i32, i32], [i32])
+    err = ffi.wasmtime_linker_define_func(linker.ptr(), module, len(module), fd_write, len(fd_write),
+                                          fd_write_type.ptr(), _fd_write_raw, None, _no_finalizer)
+    if err:
+        raise wasmtime.WasmtimeError._from_ptr(err)
     funcs: list[tuple[str, list[Any], Any]] = [
-        ("fd_write", [i32, i32, i32, i32], _fd_write),
         ("poll_oneoff", [i32, i32, i32, i32], _poll_oneoff),
         ("clock_time_get", [i32, i64, i32], _clock_time_get),
     ]
