@@ -3,7 +3,7 @@
     python -m bench [--quick] [--only FAMILY[,FAMILY]] [--json PATH]
 
 Families, in the order they run: ``wasm``, ``wasm-python``, ``docker``, ``gvisor``,
-``memory`` (see docs/benchmarks.md for what each row measures). Without ``--json``
+``memory``, ``durable`` (see docs/benchmarks.md for what each row measures). Without ``--json``
 the report goes to ``bench/out/<UTC timestamp>.json`` and ``bench/out/latest.json``;
 with it, to PATH only.
 
@@ -23,14 +23,14 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from bench import docker_steps, gvisor_steps, machine, memory, wasm_module, wasm_python
+from bench import docker_steps, durable_steps, gvisor_steps, machine, memory, wasm_module, wasm_python
 from bench.measure import Settings
 from bench.report import SCHEMA, Row, table, to_json, write_json
 
 OUT_DIR = Path(__file__).resolve().parent / "out"
 #: Family name -> module with FAMILY, rows() and async run(settings) -> list[Row].
 FAMILIES: dict[str, ModuleType] = {
-    m.FAMILY: m for m in (wasm_module, wasm_python, docker_steps, gvisor_steps, memory)
+    m.FAMILY: m for m in (wasm_module, wasm_python, docker_steps, gvisor_steps, memory, durable_steps)
 }
 #: Longest a family may take (s) before its rows are marked as errors; full and quick.
 FAMILY_CAP_S = {"full": 180.0, "quick": 90.0}
