@@ -45,11 +45,12 @@ def rows() -> list[Row]:
 
 async def _one_run(node: Node, name: str, deadline_s: float) -> int:
     """Send one event and return the ns a step of its run took (accepted -> complete / 10)."""
-    event = {"id": new_id(), "name": name, "data": {}, "ts": int(time.time() * 1000), "user": {}}
+    event_id = new_id()
+    event: dict[str, object] = {"id": event_id, "name": name, "data": {}, "ts": int(time.time() * 1000), "user": {}}
     await node.bus.publish_batch([event_message(event)])
     end = time.monotonic() + deadline_s
     while time.monotonic() < end:
-        found = await node.history.get_event(event["id"])
+        found = await node.history.get_event(event_id)
         runs = found["runs"] if found else []
         if runs and runs[0]["status"] in ("completed", "failed"):
             run = runs[0]
