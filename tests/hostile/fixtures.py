@@ -20,7 +20,7 @@ and runs it through :func:`attack` in a ``guest``:
 Each case ends in a failed step: ``Result.ok`` false with a clear ``error``, or (for an
 attempt the guest's own code sees refused) an ``error``/``step_error`` op. Probe apps
 raise ``Denied`` with a JSON map of attempt -> error when every attempt was refused, and
-return ``{"leaked": ...}`` when one got through; :func:`denials` reads either.
+return ``{"leaked": ...}`` when one got through; :func:`refused` reads either.
 
 How each case failed is noted on the test (``user_properties``); ``conftest.py`` writes
 the results table from those notes when ``SLUICE_HOSTILE_TABLE`` names a file.
@@ -88,6 +88,13 @@ WARM_REUSE_BUG = (
     "later calls of the same function from it, so processes, threads and /tmp files an earlier call "
     "left behind are still there (a thread bomb's threads keep the pids cap spent; a disk fill "
     "keeps /tmp full)"
+)
+
+#: Known bug: a warm container keeps serving after its guest tampered with the shim or SDK.
+WARM_POISON_BUG = (
+    "a warm container stays in the pool after a call whose guest patched its own SDK (here "
+    "sluice._app's encoders) and then failed normally with an error op: every later call of the "
+    "function served by that container gets the attacker's bytes instead of its answer"
 )
 
 #: Known bug: /dev/shm is writable and not capped by Limits.tmpfs_mb.
@@ -232,6 +239,7 @@ async def attack(guest: Guest, target: Target, request: bytes, limits: Limits = 
         await normal_call(guest, normal_target)
         return exc
     task = asyncio.create_task(guest.sandbox.run(target, request, limits))
+    await asyncio.sleep(0)  # the attack takes its guest first (a warm one, if one is idle)
     try:
         beside = 0
         while beside < MAX_BESIDE and (beside == 0 or not task.done()):
@@ -320,22 +328,28 @@ def known_bug(guest: Guest, kinds: tuple[str, ...], reason: str) -> None:
         guest.node.add_marker(pytest.mark.xfail(reason=reason, strict=True))
 
 
-async def census(guest: Guest, target: Target) -> dict[str, Any]:
-    """What the guest serving the next call of ``target`` sees: processes and threads in
-    its pid namespace (``None`` where there is no ``/proc``) and the names in ``/tmp``."""
-    op = only_op(await guest.sandbox.run(target, call("census"), NORMAL))
-    seen: dict[str, Any] = op["data"]
-    return seen
+#: Calls made at once to reach every idle guest a warm pool may hold after an attack.
+SWEEP = 4
+
+
+async def sweep(guest: Guest, target: Target, function: str) -> list[dict[str, Any]]:
+    """Call ``function`` of ``target`` :data:`SWEEP` times at once, so that every guest a
+    pool may hand out next (the attack's among them) serves one; each call's op."""
+    results = await asyncio.gather(*(
+        guest.sandbox.run(target, call(function, {"n": n}), NORMAL) for n in range(SWEEP)
+    ))
+    return [only_op(result) for result in results]
 
 
 async def assert_no_residue(guest: Guest, target: Target) -> None:
-    """The next call of ``target`` runs in a guest with no process but its own and an empty
-    ``/tmp``: nothing an earlier call left (processes, files) reaches a later one."""
-    seen = await census(guest, target)
-    if seen["pids"] is not None:
-        assert seen["pids"] == 1, f"the next call shares its guest with {seen['pids'] - 1} processes: {seen}"
-        assert seen["tasks"] <= 2, f"the next call shares its guest with leftover threads: {seen}"
-    assert not seen["tmp"], f"the next call finds an earlier call's files in /tmp: {seen['tmp']}"
+    """Whatever guest serves the next call of ``target`` has no process but its own and an
+    empty ``/tmp``: nothing an earlier call left (processes, threads, files) reaches a later one."""
+    for op in await sweep(guest, target, "census"):
+        seen = op["data"]
+        if seen["pids"] is not None:
+            assert seen["pids"] == 1, f"a later call shares its guest with {seen['pids'] - 1} processes: {seen}"
+            assert seen["tasks"] <= 2, f"a later call shares its guest with leftover threads: {seen}"
+        assert not seen["tmp"], f"a later call finds an earlier call's files in /tmp: {seen['tmp']}"
 
 
 # --- fixtures ----------------------------------------------------------------------------
