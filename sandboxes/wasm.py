@@ -204,7 +204,7 @@ class WasmSandbox:
         calls = self._reuse_max_calls if app_dir in self._reuse_for else 1
         try:
             self._warm.fill(warm_key, lambda on_exit: Prestarted(engine, pre, serve, limits, on_exit, calls))
-        except OSError:  # out of descriptors or threads: calls run cold, which still works
+        except (OSError, RuntimeError):  # out of descriptors or threads: calls run cold, which still works
             pass
 
     def _result(self, outcome: Outcome, began: float, *, warm: bool, prestarted_ms: float | None = None) -> Result:
