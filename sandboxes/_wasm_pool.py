@@ -61,10 +61,12 @@ class WarmPool:
         with self._lock:
             return len(self._idle.get(key, ()))
 
-    def fill(self, key: Hashable, start: Callable[[Callable[[Prestarted, Outcome], None]], Prestarted]) -> None:
+    def fill(
+        self, key: Hashable, start: Callable[[Hashable, Callable[[Prestarted, Outcome], None]], Prestarted]
+    ) -> None:
         """Start guests for ``key`` until ``per_key`` wait (evicting other keys' if full).
 
-        ``start(on_idle_exit)`` makes one guest. A key on back-off gets none.
+        ``start(key, on_idle_exit)`` makes one guest. A key on back-off gets none.
         """
         if not self.enabled or self._backoff.get(key, 0.0) > time.monotonic():
             return
@@ -81,11 +83,12 @@ class WarmPool:
                         return
             if evicted is not None:
                 evicted.stop()
-            guest = start(self._ended_idle)
-            guest.key = key
+            guest = start(key, self._ended_idle)
             with self._lock:
                 if self._closed:
                     guest.stop()
+                    return
+                if guest.finished:  # failed at once; its _ended_idle already ran and set the back-off
                     return
                 self._all.add(guest)
                 self._idle.setdefault(key, collections.deque()).append(guest)
@@ -127,14 +130,11 @@ class WarmPool:
         """A guest ended before its call (on its own thread): drop it; back off its key if it failed."""
         with self._lock:
             self._all.discard(guest)
-            failed = guest.calls == 0 and not guest.state.cancelled.is_set() and not self._closed
-            for key, waiting in self._idle.items():
-                if guest in waiting:
-                    waiting.remove(guest)
-                    if failed:
-                        self._backoff[key] = time.monotonic() + BACKOFF_S
-                    break
-            if failed:
+            waiting = self._idle.get(guest.key)
+            if waiting is not None and guest in waiting:
+                waiting.remove(guest)
+            if guest.calls == 0 and not guest.state.cancelled.is_set() and not self._closed:
+                self._backoff[guest.key] = time.monotonic() + BACKOFF_S
                 self.failures += 1
 
     def _count_waiting(self) -> int:

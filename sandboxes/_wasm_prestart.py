@@ -31,7 +31,7 @@ import fcntl
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 
 import wasmtime
 
@@ -66,11 +66,12 @@ class Prestarted:
         limits: Limits,
         on_idle_exit: Callable[[Prestarted, Outcome], None],
         max_calls: int = 1,
+        key: Hashable = None,
     ) -> None:
         self.limits = limits
         self.max_calls = max_calls
         self.calls = 0  # requests handed over so far
-        self.key: object = None  # the pool's key for it, set by the pool
+        self.key = key  # what its pool files it under
         self.born = time.perf_counter()
         self.state = _wasm_host.CallState(
             max_stdout_bytes=limits.max_stdout_bytes + _HEADER,
@@ -157,6 +158,11 @@ class Prestarted:
         """End this guest: an idle one sees end of input, a busy one stops at its next tick."""
         self.state.cancelled.set()
         self._close_writer()
+
+    @property
+    def finished(self) -> bool:
+        """Its guest has ended (its thread is about to)."""
+        return self._finished
 
     @property
     def busy(self) -> bool:

@@ -203,7 +203,7 @@ class WasmSandbox:
         serve = _wasm_python.serving(spec)
         calls = self._reuse_max_calls if app_dir in self._reuse_for else 1
         try:
-            self._warm.fill(warm_key, lambda on_exit: Prestarted(engine, pre, serve, limits, on_exit, calls))
+            self._warm.fill(warm_key, lambda key, on_exit: Prestarted(engine, pre, serve, limits, on_exit, calls, key))
         except (OSError, RuntimeError):  # out of descriptors or threads: calls run cold, which still works
             pass
 
