@@ -57,5 +57,12 @@ test-fast: install images-wasm
 bench: install docker images
 	$(BIN)/python -m bench
 
+# Sluice beside Temporal, Restate and Celery+Redis on this machine, one engine at a time
+# (peers install into .cache/peers, never .venv): docs/benchmarks-peers.md. About 15 minutes.
+.PHONY: bench-peers
+bench-peers: install docker images
+	bash bench/peers/install.sh
+	$(BIN)/python -m bench.peers $(BENCH_PEERS_ARGS)
+
 clean:
 	rm -rf .sluice build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache bench/out

@@ -1,0 +1,176 @@
+"""The workload on Sluice: ``sluice dev`` with steps in the WASM or the Docker sandbox.
+
+Runs in the project's venv (the driver's own process). Phases, in order: warm-up (5
+runs), burst, unloaded, then with ``extras`` event ingest and fairness. The node's
+resident memory is sampled every 0.1 s during the burst (and the fairness burst).
+
+Times: *accepted* is when ``POST /e/dev`` answered 200 (the event is in JetStream);
+*first step* is the ``time.time()`` the first step returned as its output (the guest
+clock is the host clock); *complete* is the run's ``ended_at`` (ms) as the node recorded it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import tempfile
+import time
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from bench.peers import ingest
+from bench.peers.common import Sample, Settings, burst_report, engine_report, stats_ms, unloaded_report
+from bench.peers.sluice_server import MAIN, OTHER, SluiceServer, post_events, runs_by_event, wait_event_run
+
+DURABILITY = ("durable: events, jobs and run state in JetStream file storage (embedded nats-server, "
+              "default sync: written before the ack, fsync every 2 min); steps recorded by CAS")
+WARMUP_RUNS = 5
+#: Fairness, full and quick: the noisy function's runs, and the other's (one every FAIRNESS_GAP_S).
+FAIRNESS_BURST = {False: 2000, True: 20}
+FAIRNESS_PROBES = {False: 20, True: 5}
+FAIRNESS_GAP_S = 0.1
+
+
+async def measure(sandbox: str, settings: Settings, *, extras: bool) -> dict[str, Any]:
+    """The report for Sluice with ``sandbox`` (``wasm`` or ``docker``); raises on failure."""
+    label = f"Sluice {version('sluice')} ({sandbox}{', warm pool' if sandbox == 'docker' else ''})"
+    report = engine_report(f"sluice-{sandbox}", label, version=version("sluice"), durability=DURABILITY)
+    report.update(sandbox=sandbox, durability_short="JetStream file store")
+    connector = aiohttp.TCPConnector(limit=settings.in_flight)
+    with tempfile.TemporaryDirectory(prefix="sluice-bench-") as tmp:
+        server = SluiceServer(Path(tmp), sandbox=sandbox)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            try:
+                await server.start(session)
+                await _unloaded(session, server, WARMUP_RUNS, settings)  # compile, warm pools
+                async with _sampler(server) as peak:
+                    report["burst"] = await _burst(session, server, settings)
+                report["memory"] = {"during": "burst", **peak}
+                report["unloaded"] = await _unloaded(session, server, settings.unloaded, settings)
+                if extras:
+                    report["ingest"] = await ingest.measure(session, server.url, quick=settings.burst < 100)
+                    report["fairness"] = await _fairness(session, server, settings)
+            except Exception as exc:
+                exc.add_note(f"sluice dev log: {server.tail()}")
+                raise
+            finally:
+                server.stop()
+    return report
+
+
+async def _burst(session: aiohttp.ClientSession, server: SluiceServer, settings: Settings) -> dict[str, Any]:
+    gate = asyncio.Semaphore(settings.in_flight)
+    samples: dict[str, Sample] = {}
+
+    async def one(i: int) -> None:
+        async with gate:
+            (event_id,) = await post_events(session, server.url, {"name": MAIN, "data": {"i": i}})
+            samples[event_id] = Sample(accepted=time.time())
+
+    started = time.time()
+    await asyncio.gather(*(one(i) for i in range(settings.burst)))
+    submitted = time.time()
+    await _collect(session, server, MAIN, samples, settings.wait_s)
+    return burst_report(list(samples.values()), started, submitted)
+
+
+async def _collect(session: aiohttp.ClientSession, server: SluiceServer, function: str,
+                   samples: dict[str, Sample], wait_s: float) -> None:
+    """Fill in first-step and completion times of ``samples`` (by event id) as their
+    runs finish; gives up after ``wait_s`` (the unfinished keep ``None``)."""
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        runs = await runs_by_event(session, server.url, function)
+        if all(eid in runs for eid in samples):
+            break
+        await asyncio.sleep(0.25)
+    for eid, run in runs.items():
+        if eid in samples:
+            _fill(samples[eid], run)
+
+
+def _fill(sample: Sample, run: dict[str, Any]) -> None:
+    if run["status"] != "completed":
+        return
+    sample.first_step = float(run["output"]["t0"])
+    sample.complete = run["ended_at"] / 1000
+
+
+async def _unloaded(session: aiohttp.ClientSession, server: SluiceServer, count: int,
+                    settings: Settings) -> dict[str, Any]:
+    samples = []
+    for i in range(count):
+        (event_id,) = await post_events(session, server.url, {"name": MAIN, "data": {"i": i}})
+        sample = Sample(accepted=time.time())
+        run = await wait_event_run(session, server.url, event_id, timeout_s=min(30.0, settings.wait_s))
+        if run is not None:
+            _fill(sample, run)
+        samples.append(sample)
+    return unloaded_report(samples)
+
+
+async def _fairness(session: aiohttp.ClientSession, server: SluiceServer, settings: Settings) -> dict[str, Any]:
+    """A burst of ``bench/three-steps`` runs (sent in batches of 500) while ``bench/other``
+    gets one run every 0.1 s: the other function's latency under the burst."""
+    quick = settings.burst < 100
+    total = FAIRNESS_BURST[quick]
+    noisy: dict[str, Sample] = {}
+    probes: dict[str, Sample] = {}
+
+    async def flood() -> None:
+        for start in range(0, total, 500):
+            batch = [{"name": MAIN, "data": {"f": i}} for i in range(start, min(total, start + 500))]
+            ids = await post_events(session, server.url, batch)
+            now = time.time()
+            noisy.update((eid, Sample(accepted=now)) for eid in ids)
+
+    started = time.time()
+    async with _sampler(server) as peak:
+        flooding = asyncio.create_task(flood())
+        for i in range(FAIRNESS_PROBES[quick]):
+            (event_id,) = await post_events(session, server.url, {"name": OTHER, "data": {"probe": i}})
+            probes[event_id] = Sample(accepted=time.time())
+            await asyncio.sleep(FAIRNESS_GAP_S)
+        await flooding
+        await _collect(session, server, OTHER, probes, settings.wait_s)
+        await _collect(session, server, MAIN, noisy, max(settings.wait_s, total / 10))
+    burst = burst_report(list(noisy.values()), started, time.time())
+    return {
+        "burst_runs": total, "burst_completed": burst["completed"], "burst_runs_per_s": burst["runs_per_s"],
+        "burst_first_step_ms": burst["first_step_ms"],
+        "probes": len(probes), "probe_first_step_ms": stats_ms(_lags(probes.values())),
+        "probe_complete_ms": stats_ms(None if s.complete is None else s.complete - s.accepted
+                                      for s in probes.values()),
+        "memory": peak,
+    }
+
+
+def _lags(samples: Any) -> list[float | None]:
+    return [None if s.first_step is None else s.first_step - s.accepted for s in samples]
+
+
+@contextlib.asynccontextmanager
+async def _sampler(server: SluiceServer, every_s: float = 0.1) -> Any:
+    """Yields a dict that holds, on exit, the peak resident MiB of the node and of nats-server."""
+    peak: dict[str, Any] = {"node_peak_mb": None, "nats_peak_mb": None, "samples": 0}
+
+    async def sample() -> None:
+        while True:
+            node, nats = server.memory_mb()
+            if node is not None:
+                peak["node_peak_mb"] = round(max(node, peak["node_peak_mb"] or 0.0), 1)
+            if nats is not None:
+                peak["nats_peak_mb"] = round(max(nats, peak["nats_peak_mb"] or 0.0), 1)
+            peak["samples"] += 1
+            await asyncio.sleep(every_s)
+
+    task = asyncio.create_task(sample())
+    try:
+        yield peak
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
