@@ -44,7 +44,7 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         status = "FAILED"
     else:
         status = ""
-    text = " / ".join(n.replace("|", "\\|").replace("\n", " ")[:140] for n in notes)
+    text = " / ".join(n.replace("|", "\\|").replace("\n", " ")[:300] for n in notes)
     _cells[name][kind] = f"{status} {text}".strip() or "passed"
 
 

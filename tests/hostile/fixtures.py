@@ -97,6 +97,52 @@ WARM_POISON_BUG = (
     "function served by that container gets the attacker's bytes instead of its answer"
 )
 
+#: Known bug: gVisor as registered ignores the OCI seccomp profile.
+RUNSC_SECCOMP_BUG = (
+    "runsc applies the container's OCI seccomp profile (Docker's default, DESIGN 5) only when started "
+    "with --oci-seccomp, and scripts/docker-engine.sh registers it without: unshare(CLONE_NEWUSER) "
+    "succeeds, giving the guest every capability in a new user namespace (then unshare(CLONE_NEWNS) "
+    "and chroot succeed too) - contained by gVisor's own kernel, but runc refuses all three"
+)
+
+#: Known bug (sluice/protocol.py): the version check is ``!=``, and True == 1.0 == 1 in Python.
+VERSION_EQUALITY_BUG = (
+    "sluice.protocol.decode_response checks resp.get('v') != VERSION, and in Python True == 1 and "
+    "1.0 == 1, so a response claiming version True or 1.0 is taken for version 1; the check should "
+    "be type(v) is int and v == 1"
+)
+
+#: Known bug (sandboxes/_wasm_run.py): a trap's first line is wasmtime's header, not its cause.
+TRAP_MESSAGE_BUG = (
+    "_wasm_run._first_line reports the first line of wasmtime's error, which for a trap raised inside "
+    "a WASI call is 'error while executing at wasm backtrace:'; the cause ('In func "
+    "wasi_snapshot_preview1::path_open at convert Rights: Int conversion error') is on the 'Caused by:' "
+    "lines, so Result.error says 'wasm trap: error while executing at wasm backtrace:'"
+)
+
+#: Known bug (sandboxes/_wasm_host.py): i32 pointers arrive signed, and Python slices count from the end.
+SIGNED_POINTER_BUG = (
+    "the host functions in _wasm_host.py (fd_write, poll_oneoff, clock_time_get) take guest pointers "
+    "as wasmtime-py delivers i32 params, signed: a pointer >= 0x80000000 becomes negative and "
+    "Memory.read/write slice from the END of guest memory instead of failing with EFAULT "
+    "(clock_time_get(0, 0, 0xfffffff8) writes the time into the guest's last 8 bytes); confined "
+    "to the guest's own memory, but wrong - mask with & 0xFFFFFFFF or reject negatives"
+)
+
+#: Known bug (sandboxes/_docker_oneshot.py): an environment execve refuses is not checked up front.
+HUGE_ENV_BUG = (
+    "_docker_oneshot._check_env accepts a variable of any size; under runc a value over the kernel's "
+    "MAX_ARG_STRLEN (128 KiB) makes the container's execve fail with E2BIG and the call ends as a "
+    "bare 'exited with code 1' with empty stderr, instead of a SandboxError naming the variable"
+)
+#: Known bug (sandboxes/_docker_api.py): create bodies over 1 MiB go to aiohttp as raw bytes.
+LARGE_BODY_BUG = (
+    "EngineClient.call passes json=body to aiohttp, which serialises it to bytes and, past 1 MiB "
+    "(a target with a 1 MiB environment), warns ResourceWarning 'Sending a large body directly with "
+    "raw bytes might lock the event loop'; under filterwarnings=error the run raises that warning "
+    "instead of a Result or SandboxError"
+)
+
 #: Known bug: /dev/shm is writable and not capped by Limits.tmpfs_mb.
 DEV_SHM_BUG = (
     "container_config leaves Docker's default /dev/shm: a writable 64 MiB tmpfs that Limits.tmpfs_mb "
@@ -226,13 +272,17 @@ class Guest:
         return outcome
 
 
-async def attack(guest: Guest, target: Target, request: bytes, limits: Limits = ATTACK) -> Result | SandboxError:
+async def attack(
+    guest: Guest, target: Target, request: bytes, limits: Limits = ATTACK, *, normal: Target | None = None
+) -> Result | SandboxError:
     """Run one attack with normal calls beside it and one after; the attack's result.
 
+    The normal calls go to ``normal``: by default ``target`` itself for a Python app (so a
+    warm pool may hand them the attack's guest), the echo module for a module attack.
     A :class:`SandboxError` from the attack (a module that cannot link, say) is returned,
     not raised, so the normal call after it still runs.
     """
-    normal_target = target if target.kind == "python" else guest.echo
+    normal_target = normal or (target if target.kind == "python" else guest.echo)
     try:
         await guest.sandbox.prepare(target)  # an image build or a compile is not the attack's time
     except SandboxError as exc:
