@@ -44,8 +44,9 @@ def run_peer(name: str, quick: bool) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as tmp:
         out, log_path = Path(tmp, "report.json"), Path(tmp, "turn.log")
         with log_path.open("ab") as log:
-            proc = spawn([str(PEERS_PY), "-m", module, "--out", str(out), *(["--quick"] if quick else [])], log,
-                         env={"BENCH_PEERS_DIR": str(PEERS_DIR), "PYTHONPATH": str(ROOT)}, new_session=True)
+            argv = [str(PEERS_PY), "-m", module, "--out", str(out), *(["--quick"] if quick else [])]
+            proc = spawn([*loopback_only(), *argv], log, new_session=True,
+                         env={"BENCH_PEERS_DIR": str(PEERS_DIR), "PYTHONPATH": str(ROOT)})
             try:
                 proc.wait(cap)
             except subprocess.TimeoutExpired:
@@ -59,9 +60,28 @@ def run_peer(name: str, quick: bool) -> dict[str, Any]:
             report["notes"].append(tail)
             return report
         report = dict(json.loads(out.read_text()))
+        report["network"] = "own network namespace, loopback only" if loopback_only() else "host, 127.0.0.1"
         if report["status"] == "error" and tail:
             report["notes"].append(tail)
         return report
+
+
+def loopback_only() -> list[str]:
+    """The prefix that runs a command in a network namespace of its own with only the
+    loopback interface up (so a peer's own update checks or telemetry cannot leave the
+    machine), or ``[]`` where that is not allowed (not root, no ``unshare``)."""
+    global _NETNS
+    if _NETNS is None:
+        prefix = ["unshare", "--net", "--", "sh", "-c", 'ip link set lo up && exec "$@"', "sh"]
+        try:
+            ok = subprocess.run([*prefix, "true"], capture_output=True, timeout=10, check=False).returncode == 0
+        except (OSError, subprocess.TimeoutExpired):
+            ok = False
+        _NETNS = prefix if ok else []
+    return _NETNS
+
+
+_NETNS: list[str] | None = None
 
 
 def run_sluice(name: str, quick: bool, *, extras: bool) -> dict[str, Any]:
