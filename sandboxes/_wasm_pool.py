@@ -1,8 +1,8 @@
 """A small, bounded pool of pre-started single-use Python guests, per app version and limits.
 
 Keys name everything a pre-started guest was fixed to at its start: the prepared
-target (kind, path, its stat, env), the app's ``app.py`` stat, and the memory and output
-caps of the call that asked (``Limits`` minus ``timeout_s``, which is set at hand-over).
+target (kind, path, its stat, env), the app's ``app.py`` stat, and the memory cap of the
+call that asked (the deadline and output caps are set at hand-over).
 Per key at most ``per_key`` guests wait; across keys at most ``max_total`` (the least
 recently used key gives one up when a new key needs room). Every guest serves one call.
 

@@ -14,8 +14,9 @@ deadline (the ``timeout_s`` of the call that asked for it) enforced by the epoch
 callback like any call; blocked idle in the pipe read it runs no wasm, so idle time
 never counts; at hand-over its :class:`CallState` gets ``now + timeout_s`` of the call
 before the request is written. Output caps are the call's (stdout's plus the 4-byte
-frame header, which is stripped again). The memory cap is fixed at store creation, so
-instances are pooled per memory limit (see :mod:`sandboxes._wasm_pool`).
+frame header, which is stripped again); a guest whose start-up already wrote more than
+a call's caps allow is not handed that call. The memory cap is fixed at store creation,
+so instances are pooled per memory limit (see :mod:`sandboxes._wasm_pool`).
 
 The call is answered as soon as the guest's stdout holds one whole frame; the guest is
 then stopped at the next epoch tick instead of running interpreter shut-down (about
@@ -120,6 +121,9 @@ class Prestarted:
         with self._lock:  # the writer is closed under this lock too: never write to a closed fd
             if not self._can_take():
                 return None
+            if self.calls == 0 and (len(state.stdout) > limits.max_stdout_bytes + _HEADER
+                                    or len(state.stderr) > limits.max_stderr_bytes):
+                return None  # its start-up already wrote more than this call may: a cold run says so
             self._busy = True
             self.calls += 1
             self._handed_at = time.perf_counter()

@@ -132,8 +132,9 @@ class WasmSandbox:
                     # The replacement starts after the answer: its start-up (~80 ms of CPU)
                     # would otherwise compete with this call for the cores.
                     self._refill(warm_key, app_dir, engine, pre, spec, limits)
-            if guest is not None:
-                self._warm.forget(guest)  # it ended before it could take the request: run cold
+            if guest is not None:  # it ended, or its start-up wrote past this call's caps: run cold
+                guest.stop()
+                self._warm.forget(guest)
             # No guest ready: start some while this call runs cold.
             asyncio.get_running_loop().call_soon(self._refill, warm_key, app_dir, engine, pre, spec, limits)
         cancelled = threading.Event()
@@ -284,13 +285,17 @@ class WasmSandbox:
 
 
 def _warm_key(key: tuple[object, ...], limits: Limits) -> Hashable:
-    """What a pre-started guest is fixed to: the prepared target, its app.py, memory and output caps."""
+    """What a pre-started guest is fixed to: the prepared target, its app.py, its memory cap.
+
+    Output caps and the deadline are set at hand-over, so calls with different ones (an
+    introspection and a step, say) share guests.
+    """
     try:
         st = os.stat(os.path.join(str(key[1]), "app.py"))  # an edited app.py gets new guests
         app = (st.st_mtime_ns, st.st_size)
     except OSError:
         app = (0, 0)
-    return (key, app, limits.memory_mb, limits.max_stdout_bytes, limits.max_stderr_bytes)
+    return (key, app, limits.memory_mb)
 
 
 def _module_path(ref: str) -> Path:

@@ -245,3 +245,27 @@ async def test_reuse_is_an_explicit_opt_in_per_app_and_keeps_per_call_deadlines(
         await asyncio.sleep(1.0)
         after = await sandbox.run(counter_app, call("count"), limits)
         assert after.warm and returned(after) == 1  # the one that timed out is gone
+
+
+async def test_calls_with_other_output_caps_share_the_pre_started_guests(
+    wasm_sandbox: WasmSandbox, counter_app: Target
+) -> None:
+    introspect = await wasm_sandbox.run(counter_app, protocol.pack({"v": 1, "kind": "introspect"}), CALL)
+    assert introspect.ok and not introspect.warm
+    await asyncio.sleep(1.0)
+    step = await wasm_sandbox.run(counter_app, call("count"), Limits(timeout_s=30, max_stdout_bytes=4096))
+    assert step.warm and returned(step) == 1
+
+
+async def test_a_guest_whose_start_up_wrote_past_a_calls_cap_is_not_handed_that_call(
+    wasm_cache: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "app.py").write_text(COUNTER_APP.replace('print("counter app imported")', 'print("x" * 5000)'))
+    target = Target("python", str(tmp_path))
+    async with WasmSandbox(cache_dir=wasm_cache) as sandbox:
+        await warmed(sandbox, target)
+        small = await sandbox.run(target, call("count"), Limits(timeout_s=30, max_stderr_bytes=1000))
+        assert not small.warm and small.error == "stderr exceeded 1000 bytes"
+        roomy = await sandbox.run(target, call("count"), CALL)
+        assert roomy.warm and returned(roomy) == 1
+    assert not prestart_threads()  # the guest passed over was stopped, not left waiting
