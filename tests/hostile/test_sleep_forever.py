@@ -63,8 +63,7 @@ FOREVER_ABSOLUTE = poll_forever(clock=0, flags=1, timeout=2**63 - 1)
 def stopped(guest: fx.Guest, result: Result | SandboxError) -> None:
     """A sleeper is stopped at its timeout, or fails at once where its way of sleeping does not exist."""
     outcome = guest.note(fx.failure(result))
-    fx.stopped_in_time(result)
-    if result.timed_out:
+    if fx.stopped_in_time(result).timed_out:
         assert outcome == f"timed out after {fx.ATTACK.timeout_s:g} s"
 
 
