@@ -37,7 +37,7 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         name = f"{name} [{variant}]"
     notes = [str(v) for k, v in report.user_properties if k == "outcome"]
     if hasattr(report, "wasxfail"):
-        status = "XFAIL (sandbox bug)"
+        status = "XFAIL (known bug)"
     elif report.skipped:
         status = "skipped"
     elif report.failed:
