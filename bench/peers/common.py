@@ -38,17 +38,19 @@ class Settings:
 
     ``burst``: runs started back to back; ``unloaded``: runs one at a time;
     ``in_flight``: the most submissions a driver has outstanding at once (HTTP and gRPC
-    clients); ``wait_s``: the longest a phase waits for its runs to finish.
+    clients); ``wait_s``: the longest the burst waits for its runs to finish;
+    ``phase_s``: the longest the unloaded phase (and Sluice's fairness wait) may take.
     """
 
     burst: int = 500
     unloaded: int = 100
     in_flight: int = 32
     wait_s: float = 180.0
+    phase_s: float = 120.0
 
     @classmethod
     def make(cls, quick: bool) -> Settings:
-        return cls(burst=20, unloaded=5, in_flight=8, wait_s=60.0) if quick else cls()
+        return cls(burst=20, unloaded=5, in_flight=8, wait_s=60.0, phase_s=30.0) if quick else cls()
 
 
 @dataclass

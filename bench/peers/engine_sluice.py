@@ -1,8 +1,9 @@
 """The workload on Sluice: ``sluice dev`` with steps in the WASM or the Docker sandbox.
 
 Runs in the project's venv (the driver's own process). Phases, in order: warm-up (5
-runs), burst, unloaded, then with ``extras`` event ingest and fairness. The node's
-resident memory is sampled every 0.1 s during the burst (and the fairness burst).
+runs), burst, unloaded, then with ``extras`` fairness and event ingest (last: the
+scheduler reads the ingested events for a while after). The node's resident memory is
+sampled every 0.1 s during the burst (and the fairness burst).
 
 Times: *accepted* is when ``POST /e/dev`` answered 200 (the event is in JetStream);
 *first step* is the ``time.time()`` the first step returned as its output (the guest
@@ -34,11 +35,17 @@ FAIRNESS_PROBES = {False: 20, True: 5}
 FAIRNESS_GAP_S = 0.1
 
 
-async def measure(sandbox: str, settings: Settings, *, extras: bool) -> dict[str, Any]:
-    """The report for Sluice with ``sandbox`` (``wasm`` or ``docker``); raises on failure."""
+def new_report(sandbox: str) -> dict[str, Any]:
+    """An empty report for Sluice with ``sandbox``; :func:`measure` fills it in phase by phase."""
     label = f"Sluice {version('sluice')} ({sandbox}{', warm pool' if sandbox == 'docker' else ''})"
     report = engine_report(f"sluice-{sandbox}", label, version=version("sluice"), durability=DURABILITY)
     report.update(sandbox=sandbox, durability_short="JetStream file store")
+    return report
+
+
+async def measure(sandbox: str, settings: Settings, report: dict[str, Any], *, extras: bool) -> None:
+    """Fill ``report`` for Sluice with ``sandbox`` (``wasm`` or ``docker``), phase by phase,
+    so a turn cut short keeps what it measured; raises on failure."""
     connector = aiohttp.TCPConnector(limit=settings.in_flight)
     with tempfile.TemporaryDirectory(prefix="sluice-bench-") as tmp:
         server = SluiceServer(Path(tmp), sandbox=sandbox)
@@ -50,15 +57,14 @@ async def measure(sandbox: str, settings: Settings, *, extras: bool) -> dict[str
                     report["burst"] = await _burst(session, server, settings)
                 report["memory"] = {"during": "burst", **peak}
                 report["unloaded"] = await _unloaded(session, server, settings.unloaded, settings)
-                if extras:
-                    report["ingest"] = await ingest.measure(session, server.url, quick=settings.burst < 100)
+                if extras:  # ingest last: the scheduler works through its events for a while after
                     report["fairness"] = await _fairness(session, server, settings)
+                    report["ingest"] = await ingest.measure(server.url, quick=settings.burst < 100)
             except Exception as exc:
                 exc.add_note(f"sluice dev log: {server.tail()}")
                 raise
             finally:
                 server.stop()
-    return report
 
 
 async def _burst(session: aiohttp.ClientSession, server: SluiceServer, settings: Settings) -> dict[str, Any]:
@@ -102,7 +108,10 @@ def _fill(sample: Sample, run: dict[str, Any]) -> None:
 async def _unloaded(session: aiohttp.ClientSession, server: SluiceServer, count: int,
                     settings: Settings) -> dict[str, Any]:
     samples = []
+    deadline = time.monotonic() + settings.phase_s
     for i in range(count):
+        if time.monotonic() > deadline:
+            break
         (event_id,) = await post_events(session, server.url, {"name": MAIN, "data": {"i": i}})
         sample = Sample(accepted=time.time())
         run = await wait_event_run(session, server.url, event_id, timeout_s=min(30.0, settings.wait_s))
@@ -135,11 +144,13 @@ async def _fairness(session: aiohttp.ClientSession, server: SluiceServer, settin
             probes[event_id] = Sample(accepted=time.time())
             await asyncio.sleep(FAIRNESS_GAP_S)
         await flooding
-        await _collect(session, server, OTHER, probes, settings.wait_s)
-        await _collect(session, server, MAIN, noisy, max(settings.wait_s, total / 10))
+        deadline = time.monotonic() + settings.phase_s
+        await _collect(session, server, OTHER, probes, settings.phase_s)
+        await _collect(session, server, MAIN, noisy, deadline - time.monotonic())
     burst = burst_report(list(noisy.values()), started, time.time())
     return {
-        "burst_runs": total, "burst_completed": burst["completed"], "burst_runs_per_s": burst["runs_per_s"],
+        "waited_s": settings.phase_s, "burst_runs": total, "burst_completed": burst["completed"],
+        "burst_runs_per_s": burst["runs_per_s"],
         "burst_first_step_ms": burst["first_step_ms"],
         "probes": len(probes), "probe_first_step_ms": stats_ms(_lags(probes.values())),
         "probe_complete_ms": stats_ms(None if s.complete is None else s.complete - s.accepted

@@ -96,7 +96,8 @@ def extras_table(reports: list[dict[str, Any]]) -> str:
                 err = f", stopped: {ph['error']}" if ph.get("error") else ""
                 lines.append(f"| event ingest, {per}, {ph['connections']} keep-alive connections "
                              f"| {_num(ph.get('events_per_s'))} events/s "
-                             f"({ph['events']:,} acked in {ph['seconds']} s{err}) |")
+                             f"({ph['events']:,} acked in {ph['seconds']} s, "
+                             f"driver CPU {ph.get('client_cpu_s')} s{err}) |")
         fair = r.get("fairness")
         if fair:
             lines.append(
