@@ -3,6 +3,8 @@ priority is a clamped integer."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from runtime.flow import FlowOptionError
@@ -22,7 +24,7 @@ from tests.runtime.flow.conftest import event, function
     ({"priority": 7}, "priority must be a CEL expression string"),
     ({"debounce": {"period_ms": 100}, "batch": {"max_size": 2, "timeout_ms": 100}}, "cannot be used together"),
 ])
-def test_a_bad_option_is_refused_naming_the_function_and_the_option(raw: dict[str, object], message: str) -> None:
+def test_a_bad_option_is_refused_naming_the_function_and_the_option(raw: dict[str, Any], message: str) -> None:
     with pytest.raises(FlowOptionError) as info:
         parse(function(**raw))
     assert "function 'shop/f'" in str(info.value)

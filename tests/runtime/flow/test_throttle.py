@@ -18,7 +18,7 @@ async def test_excess_starts_are_delayed_in_order_and_never_dropped(bus: Bus) ->
     asked: list[int] = []
 
     async def one(i: int) -> tuple[int, int]:
-        await asyncio.sleep(i * 0.01)  # ask in order 0..5
+        await asyncio.sleep(i * 0.05)  # ask in order 0..5, each ask done before the next
         asked.append(i)
         return i, await start_when_allowed(nodes[i % 2], fn, states[i], 0.0)
 
@@ -27,8 +27,8 @@ async def test_excess_starts_are_delayed_in_order_and_never_dropped(bus: Bus) ->
     order = sorted(began, key=lambda i: began[i])
     assert order == asked
     times = [began[i] for i in order]
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
-    assert all(g >= 240 for g in gaps), gaps
+    # The k-th start is never before k intervals after the first (each may be a little late).
+    assert all(t - times[0] >= k * 250 - 2 for k, t in enumerate(times)), times
     assert times[-1] - times[0] < 5 * 250 + 1500
 
 
