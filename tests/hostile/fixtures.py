@@ -61,8 +61,11 @@ PYTHON_KINDS = [
 ]
 MODULE_KINDS = [pytest.param("wasm-module", id="wasm-module")]
 
-#: What an attack gets: short and small, so the suite stays quick.
-ATTACK = Limits(timeout_s=1.5, memory_mb=64, pids=64, tmpfs_mb=8, max_stdout_bytes=1 * MiB, max_stderr_bytes=1 * MiB)
+#: What an attack gets: small caps, so the suite stays quick; the timeout is long enough for
+#: a busy 2-core machine, since most attacks are about something else than time.
+ATTACK = Limits(timeout_s=10, memory_mb=64, pids=64, tmpfs_mb=8, max_stdout_bytes=1 * MiB, max_stderr_bytes=1 * MiB)
+#: What an attack on time gets (spinning, sleeping, ignoring signals): a short timeout.
+TIMED = replace(ATTACK, timeout_s=1.5)
 #: What a normal call gets: the attack's limits, so a warm pool may serve it from the attack's
 #: container (pools are keyed by memory, cpus, pids and tmpfs), with a generous timeout, since
 #: it shares 2 cores with the attack and gVisor starts slowly.
@@ -366,9 +369,9 @@ def run_s(result: Result) -> float:
 
 
 def stopped_in_time(result: Result | SandboxError) -> Result:
-    """``result``, after checking it ended within a second of the attack's timeout."""
+    """``result``, after checking it ended within 3 s of :data:`TIMED`'s timeout."""
     assert isinstance(result, Result), result
-    assert run_s(result) < ATTACK.timeout_s + 1.0, f"stopped late: {result}"
+    assert run_s(result) < TIMED.timeout_s + 3.0, f"stopped late: {result}"
     return result
 
 

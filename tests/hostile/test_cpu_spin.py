@@ -50,7 +50,7 @@ SPIN_AT_START = '(module (func $spin (loop $l (br $l))) (start $spin) (func (exp
 def timed_out(guest: fx.Guest, result: Result | SandboxError) -> None:
     guest.note(fx.failure(result))
     assert isinstance(result, Result) and result.timed_out, result
-    assert result.error == f"timed out after {fx.ATTACK.timeout_s:g} s" and not result.ok
+    assert result.error == f"timed out after {fx.TIMED.timeout_s:g} s" and not result.ok
     fx.stopped_in_time(result)
 
 
@@ -61,12 +61,12 @@ async def test_a_spinning_guest_is_stopped_at_its_timeout(
 ) -> None:
     if function == "spin-everywhere":
         fx.known_bug(guest, ("docker-runsc",), fx.RUNSC_PIDS_BUG)
-    result = await fx.attack(guest, spin_app, call(function))
+    result = await fx.attack(guest, spin_app, call(function), fx.TIMED)
     timed_out(guest, result)
 
 
 @pytest.mark.parametrize("guest", fx.MODULE_KINDS, indirect=True)
 @pytest.mark.parametrize("wat", [SPIN, SPIN_AT_START], ids=["in-_start", "in-the-start-section"])
 async def test_a_spinning_module_is_stopped_at_its_timeout(guest: fx.Guest, tmp_path: Path, wat: str) -> None:
-    result = await fx.attack(guest, fx.module_target(tmp_path, "spin", wat), b"")
+    result = await fx.attack(guest, fx.module_target(tmp_path, "spin", wat), b"", fx.TIMED)
     timed_out(guest, result)

@@ -55,7 +55,7 @@ def stubborn_daemon(ctx):
 async def test_a_guest_ignoring_sigterm_is_killed_at_its_timeout(
     guest: fx.Guest, stubborn_app: Target, function: str
 ) -> None:
-    result = await fx.attack(guest, stubborn_app, call(function))
+    result = await fx.attack(guest, stubborn_app, call(function), fx.TIMED)
     assert isinstance(result, Result) and result.timed_out, result
     fx.stopped_in_time(result)
     guest.note(fx.failure(result))

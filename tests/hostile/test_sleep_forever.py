@@ -64,7 +64,7 @@ def stopped(guest: fx.Guest, result: Result | SandboxError) -> None:
     """A sleeper is stopped at its timeout, or fails at once where its way of sleeping does not exist."""
     outcome = guest.note(fx.failure(result))
     if fx.stopped_in_time(result).timed_out:
-        assert outcome == f"timed out after {fx.ATTACK.timeout_s:g} s"
+        assert outcome == f"timed out after {fx.TIMED.timeout_s:g} s"
 
 
 @pytest.mark.parametrize("guest", fx.PYTHON_KINDS, indirect=True)
@@ -72,7 +72,7 @@ def stopped(guest: fx.Guest, result: Result | SandboxError) -> None:
 async def test_a_guest_sleeping_forever_is_stopped_at_its_timeout(
     guest: fx.Guest, sleep_app: Target, function: str
 ) -> None:
-    result = await fx.attack(guest, sleep_app, call(function))
+    result = await fx.attack(guest, sleep_app, call(function), fx.TIMED)
     stopped(guest, result)
     if function == "sleep":
         assert isinstance(result, Result) and result.timed_out
@@ -83,6 +83,6 @@ async def test_a_guest_sleeping_forever_is_stopped_at_its_timeout(
 async def test_a_module_sleeping_forever_in_poll_oneoff_is_woken_and_timed_out(
     guest: fx.Guest, tmp_path: Path, wat: str
 ) -> None:
-    result = await fx.attack(guest, fx.module_target(tmp_path, "sleep", wat), b"")
+    result = await fx.attack(guest, fx.module_target(tmp_path, "sleep", wat), b"", fx.TIMED)
     stopped(guest, result)
     assert isinstance(result, Result) and result.timed_out
