@@ -39,7 +39,8 @@ class WarmPool:
         self._lock = threading.Lock()
         # key -> waiting guests, oldest first; the dict's order is least recently used first
         self._idle: collections.OrderedDict[Hashable, collections.deque[Prestarted]] = collections.OrderedDict()
-        self._all: set[Prestarted] = set()  # every guest not yet ended, waiting or handed over
+        # Every guest whose thread has not ended, waiting or serving: close() waits for them all.
+        self._all: set[Prestarted] = set()
         self._backoff: dict[Hashable, float] = {}
         self._closed = False
         self.failures = 0  # guests that ended before their call (for tests and diagnostics)
@@ -62,11 +63,11 @@ class WarmPool:
             return len(self._idle.get(key, ()))
 
     def fill(
-        self, key: Hashable, start: Callable[[Hashable, Callable[[Prestarted, Outcome], None]], Prestarted]
+        self, key: Hashable, start: Callable[[Hashable, Callable[[Prestarted, Outcome, bool], None]], Prestarted]
     ) -> None:
         """Start guests for ``key`` until ``per_key`` wait (evicting other keys' if full).
 
-        ``start(key, on_idle_exit)`` makes one guest. A key on back-off gets none.
+        ``start(key, on_exit)`` makes one guest. A key on back-off gets none.
         """
         if not self.enabled or self._backoff.get(key, 0.0) > time.monotonic():
             return
@@ -83,12 +84,12 @@ class WarmPool:
                         return
             if evicted is not None:
                 evicted.stop()
-            guest = start(key, self._ended_idle)
+            guest = start(key, self._ended)
             with self._lock:
                 if self._closed:
                     guest.stop()
                     return
-                if guest.finished:  # failed at once; its _ended_idle already ran and set the back-off
+                if guest.finished:  # failed at once; its _ended already ran and set the back-off
                     return
                 self._all.add(guest)
                 self._idle.setdefault(key, collections.deque()).append(guest)
@@ -105,13 +106,11 @@ class WarmPool:
         if not keep:
             guest.stop()
 
-    def forget(self, guest: Prestarted) -> None:
-        """``guest`` served its call (or failed it): the pool no longer tracks it."""
-        with self._lock:
-            self._all.discard(guest)
-
     def close(self, join_s: float = 5.0) -> None:
-        """Stop every guest still waiting and wait up to ``join_s`` s for their threads (blocking)."""
+        """Stop every guest not serving a call, wait up to ``join_s`` s for all their threads (blocking).
+
+        Guests serving calls are stopped by their calls' cancellation (the sandbox does that first).
+        """
         with self._lock:
             self._closed = True
             guests = list(self._all)
@@ -126,14 +125,14 @@ class WarmPool:
 
     # --- internals -------------------------------------------------------------------
 
-    def _ended_idle(self, guest: Prestarted, outcome: Outcome) -> None:
-        """A guest ended before its call (on its own thread): drop it; back off its key if it failed."""
+    def _ended(self, guest: Prestarted, outcome: Outcome, served: bool) -> None:
+        """A guest ended (on its own thread): drop it; back off its key if it failed to start."""
         with self._lock:
             self._all.discard(guest)
             waiting = self._idle.get(guest.key)
             if waiting is not None and guest in waiting:
                 waiting.remove(guest)
-            if guest.calls == 0 and not guest.state.cancelled.is_set() and not self._closed:
+            if not served and guest.calls == 0 and not guest.state.cancelled.is_set() and not self._closed:
                 self._backoff[guest.key] = time.monotonic() + BACKOFF_S
                 self.failures += 1
 

@@ -50,8 +50,9 @@ _HEADER = 4  # the frame's length prefix
 class Prestarted:
     """One CPython instance, started on its own thread, waiting for its one request.
 
-    ``on_idle_exit(self, outcome)`` is called (on the guest's thread) if it ends while
-    not serving a call: a failed start-up, or :meth:`stop`.
+    ``on_exit(self, outcome, served)`` is called on the guest's thread once it has ended,
+    with ``served`` false if it ended while not serving a call (a failed start-up, or
+    :meth:`stop`), in which case ``outcome`` answered nobody.
 
     ``max_calls`` above 1 is the explicit opt-in to *reuse*: the guest then answers up to
     that many requests in turn, one at a time, keeping whatever state the app keeps
@@ -65,7 +66,7 @@ class Prestarted:
         pre: wasmtime.InstancePre,
         spec: GuestSpec,
         limits: Limits,
-        on_idle_exit: Callable[[Prestarted, Outcome], None],
+        on_exit: Callable[[Prestarted, Outcome, bool], None],
         max_calls: int = 1,
         key: Hashable = None,
     ) -> None:
@@ -82,7 +83,7 @@ class Prestarted:
         )
         self.state.on_stdout = self._maybe_answered
         self._engine, self._pre, self._spec = engine, pre, spec
-        self._on_idle_exit = on_idle_exit
+        self._on_exit = on_exit
         self._lock = threading.Lock()
         self._busy = False  # serving a call: handed a request, not answered yet
         self._finished = False
@@ -196,7 +197,7 @@ class Prestarted:
             self._settle(self._answer, outcome)
         else:
             self._close_writer()
-            self._on_idle_exit(self, outcome)
+        self._on_exit(self, outcome, busy)
 
     def _run(self, read_fd: int) -> Outcome:
         try:

@@ -126,8 +126,13 @@ def start_guest(
         start_fn(store)
         return 0, None, instance, started
     except wasmtime.ExitTrap as exc:
+        exc.__traceback__ = None  # see below
         return exc.code, None, instance, started
     except (wasmtime.Trap, wasmtime.WasmtimeError) as exc:
+        # The traceback holds wasmtime-py's frames, which hold the store, in a reference
+        # cycle (contextlib): without this the store, its preopened directories and its
+        # stdin pipe would stay open until the next garbage collection.
+        exc.__traceback__ = None
         return None, exc, instance, started
 
 

@@ -134,7 +134,6 @@ class WasmSandbox:
                     self._refill(warm_key, app_dir, engine, pre, spec, limits)
             if guest is not None:  # it ended, or its start-up wrote past this call's caps: run cold
                 guest.stop()
-                self._warm.forget(guest)
             # No guest ready: start some while this call runs cold.
             asyncio.get_running_loop().call_soon(self._refill, warm_key, app_dir, engine, pre, spec, limits)
         cancelled = threading.Event()
@@ -190,8 +189,6 @@ class WasmSandbox:
             self._inflight.discard(cancelled)
             if guest.reusable:  # only with reuse_instances_for, and only if it answered cleanly
                 self._warm.give_back(guest)
-            else:
-                self._warm.forget(guest)
         return self._result(outcome, began, warm=True, prestarted_ms=idle_ms)
 
     def _refill(
@@ -204,7 +201,7 @@ class WasmSandbox:
         serve = _wasm_python.serving(spec)
         calls = self._reuse_max_calls if app_dir in self._reuse_for else 1
         try:
-            self._warm.fill(warm_key, lambda key, on_exit: Prestarted(engine, pre, serve, limits, on_exit, calls, key))
+            self._warm.fill(warm_key, lambda key, on_end: Prestarted(engine, pre, serve, limits, on_end, calls, key))
         except (OSError, RuntimeError):  # out of descriptors or threads: calls run cold, which still works
             pass
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
 import pytest
+import wasmtime
 
 from sandboxes import open_sandbox
 from sandboxes.base import Limits, Sandbox, SandboxError, Target
@@ -85,3 +87,21 @@ async def test_a_closed_sandbox_refuses_work(wasm_cache: Path, tmp_path: Path) -
     await sandbox.close()
     with pytest.raises(SandboxError, match="closed"):
         await sandbox.run(fx.wat_target(tmp_path, fx.ECHO), b"x", Limits())
+
+
+async def test_a_trapped_or_exited_guests_store_is_freed_at_once_not_at_the_next_gc(
+    wasm_sandbox: WasmSandbox, tmp_path: Path
+) -> None:
+    # A store holds the guest's preopened directories and stdin: they must close with the call.
+    trap = fx.wat_target(tmp_path, '(module (func (export "_start") unreachable))', "trap.wat")
+    exit_3 = fx.wat_target(tmp_path, f'(module {fx.PROC_EXIT} (memory (export "memory") 1) '
+                                     '(func (export "_start") (call $proc_exit (i32.const 3))))', "exit.wat")
+    gc.collect()
+    gc.disable()
+    try:
+        for target in (trap, exit_3):
+            result = await wasm_sandbox.run(target, b"", Limits())
+            assert not result.ok
+            assert not [o for o in gc.get_objects() if isinstance(o, wasmtime.Store)]
+    finally:
+        gc.enable()
