@@ -96,16 +96,17 @@ async def flow_for(bus: Bus, fns: list[FunctionDef], starts: Starts | None = Non
 async def start_when_allowed(flow: FlowControl, fn: FunctionDef, state: RunState, hold_s: float,
                              *, deadline_s: float = 20.0) -> int:
     """Play the executor: ask for a slot until one is given (sleeping out each Wait), hold it
-    ``hold_s``; returns when the step began (ms)."""
+    ``hold_s``; returns when the step began (ms): the moment it last asked, which is no
+    later than the moment its slot or throttle place was taken."""
     loop = asyncio.get_running_loop()
     end = loop.time() + deadline_s
     while loop.time() < end:
+        asked = now_ms()
         got = await flow.acquire(fn, state)
         if isinstance(got, Wait):
             await asyncio.sleep(max(0.0, (got.at_ms - now_ms()) / 1000))
             continue
-        began = now_ms()
         async with got:
             await asyncio.sleep(hold_s)
-        return began
+        return asked
     raise AssertionError("no slot within the deadline")
