@@ -37,7 +37,8 @@ class Throttles:
             at = int(doc["at"])
             if at > self._clock():
                 return at
-            await write(self._kv, mine, None, rev)  # used: a lost race means someone else used it
+            # Used up. Only this run's own jobs touch its record, so a plain delete is safe.
+            await self._kv.delete(mine)
             return at
         at = await self._reserve(kv_key("t", fqid, group(opt.key, event)), opt)
         # Remembered only when there is a wait; a crash before the write costs one spare slot.
