@@ -117,6 +117,10 @@ ON CONFLICT (run_id, step_id, attempt) DO UPDATE SET
     timings = excluded.timings, logs = excluded.logs
 """
 
+# Fills in a step whose row a crash lost, or whose row still shows it pending; a row that
+# already says completed or failed (with its logs) is left as it is.
+REPAIR_STEP = UPSERT_STEP.rstrip() + "\nWHERE steps.status NOT IN ('completed', 'failed')\n"
+
 EVENT_COLS = "id, name, data, ts, received_at, doc"
 RUN_COLS = "id, function, app, event_id, status, created_at, started_at, ended_at, output, error, attempt, extra"
 STEP_COLS = "step_id, name, attempt, status, output, error, started_at, ended_at, duration_ms, timings, logs"

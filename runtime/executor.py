@@ -20,6 +20,7 @@ import structlog
 from bus import Bus, Consumer, Message
 from runtime.effects import Effects
 from runtime.events import normalise
+from runtime.flow import FlowControl, Wait
 from runtime.history import History
 from runtime.ids import new_id, now_ms
 from runtime.jobs import Job, branch_message, decode_job, enqueue
@@ -44,9 +45,10 @@ RESPONSE_SLACK_BYTES = 256 * 1024
 class Executor:
     def __init__(
         self, bus: Bus, runs: RunStore, registry: Registry, history: History, limits: RuntimeLimits,
-        *, waits: Waits, effects: Effects, concurrency: int = 8,
+        *, waits: Waits, effects: Effects, flow: FlowControl, concurrency: int = 8,
     ) -> None:
         self._bus = bus
+        self._flow = flow
         self._waits = waits
         self._effects = effects
         self._runs = runs
@@ -161,8 +163,13 @@ class Executor:
             await self._save_and_record(state, Transition(attempts=early), started=picked)
             return True
         assert fn is not None
+        slot = await self._flow.acquire(fn, state)
+        if isinstance(slot, Wait):  # concurrency or throttle: not now, come back then
+            await enqueue(self._bus, state, deliver_at_ms=slot.at_ms, nonce=slot.nonce)
+            return True
         started = now_ms()
-        trans = await self._call(state, fn, job, picked)
+        async with slot:
+            trans = await self._call(state, fn, job, picked)
         trans.attempts[:0] = early
         await self._save_and_record(state, trans, started=started)
         return True
@@ -177,8 +184,14 @@ class Executor:
         fn = self._registry.get(state.function)
         if fn is None:
             return True  # the main path fails the run once the branches are gone
+        slot = await self._flow.acquire(fn, state)
+        if isinstance(slot, Wait):
+            msg = branch_message(state, target, deliver_at_ms=slot.at_ms, nonce=slot.nonce)
+            await self._bus.publish(msg.subject, msg.data, msg_id=msg.msg_id, deliver_at=msg.deliver_at)
+            return True
         started = now_ms()
-        result, ops = await self._run_guest(state, fn, target)
+        async with slot:
+            result, ops = await self._run_guest(state, fn, target)
         ended = now_ms()
         timings = {"queue_ms": max(0, picked - job.enqueued_at), "sandbox_ms": round(result.duration_ms, 3),
                    **result.timings}
@@ -307,7 +320,15 @@ class Executor:
             log.info("invoked", run_id=parent.id, child_run_id=child.id, function=fn.fqid)
 
     async def _finished(self, state: RunState) -> None:
-        """Tell whoever waits on a finished run: an invoking parent, and on_failure handlers."""
+        """Tell whoever waits on a finished run: an invoking parent, and on_failure handlers.
+        And write every memoized step to history again, where a crash lost its row."""
+        for step_id, memo in state.steps.items():
+            rec = state.records.get(step_id)
+            if rec is not None:
+                await self._history.repair_step(state.id, {
+                    **rec, "step_id": step_id, "status": "failed" if "error" in memo else "completed",
+                    "output": memo.get("data"), "error": memo.get("error"), "timings": {}, "logs": "",
+                    "duration_ms": (rec.get("ended_at") or 0) - (rec.get("started_at") or 0)})
         if state.parent is not None:
             result = {"data": state.output} if state.status == "completed" else {"error": state.error or {
                 "name": "Cancelled", "message": f"run {state.id} was {state.status}"}}

@@ -193,6 +193,12 @@ class History:
         """
         await self._put(sql.UPSERT_STEP, rows.step_params(run_id, step))
 
+    async def repair_step(self, run_id: str, step: dict[str, Any]) -> None:
+        """Like :meth:`record_step`, but never replaces a row already completed or failed:
+        for writing a finished run's steps again from its state, after a crash may have
+        lost some of their rows."""
+        await self._put(sql.REPAIR_STEP, rows.step_params(run_id, step))
+
     async def flush(self) -> None:
         """Wait until everything recorded so far is committed (or dropped and logged)."""
         if self._writer is not None:

@@ -22,10 +22,11 @@ from runtime.cancels import Cancels
 from runtime.effects import Effects
 from runtime.egress import Egress
 from runtime.executor import Executor
+from runtime.flow import FlowControl, FlowOptionError
 from runtime.history import History
 from runtime.limits import RuntimeLimits
 from runtime.operations import Operations
-from runtime.registry import AppSource, Registry, RegistryError, describe_trigger, discover
+from runtime.registry import AppSource, FunctionDef, Registry, RegistryError, describe_trigger, discover
 from runtime.scheduler import Scheduler
 from runtime.state import RunStore
 from runtime.streams import CANCELS_BUCKET, RUNS_BUCKET, WAITS_BUCKET, events_stream, steps_stream
@@ -60,6 +61,7 @@ class Node:
         self.history = history
         self.sandboxes = sandboxes
         self.registry = Registry(sandboxes, config.limits)
+        self.flow = FlowControl(bus, self.registry.get)
         self._scheduler: Scheduler | None = None
         self._executor: Executor | None = None
         self._runner: web.AppRunner | None = None
@@ -80,12 +82,15 @@ class Node:
         await self.load_apps(apps)
         if "scheduler" in self.config.roles:
             cancels = Cancels(runs, await self.bus.kv(CANCELS_BUCKET), operations)
-            self._scheduler = Scheduler(self.bus, runs, self.registry, self.history, waits, cancels)
+            self._scheduler = Scheduler(self.bus, runs, self.registry, self.history, waits, cancels, self.flow)
+            await self.flow.start(starter=self._scheduler.start_flow_run)
+            await self.flow.recover()
             await self._scheduler.start()
         if "executor" in self.config.roles:
             effects = Effects(self.bus, self._egress, self.config.limits)
             self._executor = Executor(self.bus, runs, self.registry, self.history, self.config.limits,
-                                      waits=waits, effects=effects, concurrency=self.config.concurrency)
+                                      waits=waits, effects=effects, flow=self.flow,
+                                      concurrency=self.config.concurrency)
             await self._executor.start()
             if self.config.recover_on_start:
                 await self._executor.recover()
@@ -111,6 +116,7 @@ class Node:
                 log.error("app not loaded", source=source.target.ref, error=str(exc))
                 errors.append(str(exc))
                 continue
+            fns = self._checked(fns, errors)
             apps = {fn.app for fn in fns}
             for app in apps:
                 self.registry.replace_app(app, [f for f in fns if f.app == app])
@@ -120,6 +126,19 @@ class Node:
                 log.info("function registered", function=fn.fqid, sandbox=fn.sandbox,
                          triggers=[describe_trigger(t) for t in fn.triggers])
         return errors
+
+    def _checked(self, fns: list[FunctionDef], errors: list[str]) -> list[FunctionDef]:
+        """The functions whose flow-control options are usable; the others are refused by name."""
+        good = []
+        for fn in fns:
+            try:
+                self.flow.check(fn)
+            except FlowOptionError as exc:
+                log.error("function not loaded", function=fn.fqid, error=str(exc))
+                errors.append(f"{fn.fqid}: {exc}")
+                continue
+            good.append(fn)
+        return good
 
     async def stop(self) -> None:
         self._ready = False
@@ -132,6 +151,7 @@ class Node:
         if self._executor is not None:
             await self._executor.stop()
             self._executor = None
+        await self.flow.stop()
         await self._egress.close()
         await self.history.close()
         for sandbox in self.sandboxes.values():

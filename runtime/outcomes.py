@@ -34,6 +34,11 @@ class Transition:
     branch_retry_at: int | None = None  # a parallel branch to run again at this time (ms)
 
 
+def _note(state: RunState, row: dict[str, Any]) -> None:
+    """Remember where a memoized step came from (see ``RunState.records``)."""
+    state.records[row["step_id"]] = {k: row.get(k) for k in ("name", "attempt", "started_at", "ended_at")}
+
+
 def backoff_ms(attempt: int, limits: RuntimeLimits, custom: dict[str, Any] | None = None) -> int:
     """Exponential backoff with jitter: base * 2^(attempt-1), capped, then 50-100% of it.
     ``custom`` is a function's own ``backoff`` option ({"base_ms", "max_ms"})."""
@@ -134,6 +139,7 @@ def apply_branch(state: RunState, fn: FunctionDef, target: str, result: Result, 
         else:
             state.steps[target] = {"data": op.get("data")}
             trans.attempts.append({**base, "status": "completed", "output": op.get("data"), "error": None})
+            _note(state, base)
     elif op is not None:
         err, retriable = op["error"], op["retriable"]
     if err is not None:
@@ -144,6 +150,7 @@ def apply_branch(state: RunState, fn: FunctionDef, target: str, result: Result, 
             return trans
         state.steps[target] = {"error": err}
         trans.attempts.append({**base, "status": "failed", "output": None, "error": err})
+        _note(state, base)
     del state.planned[target]
     if not state.planned:
         state.token = new_id()
@@ -190,10 +197,12 @@ def resolve(state: RunState, result: dict[str, Any], now: int) -> dict[str, Any]
     state.pending = None
     state.status = "running"
     state.token = new_id()
-    return {"step_id": pending["id"], "name": pending["name"], "attempt": 0,
-            "status": "failed" if "error" in result else "completed", "output": result.get("data"),
-            "error": result.get("error"), "started_at": now, "ended_at": now, "duration_ms": 0,
-            "timings": {}, "logs": ""}
+    row = {"step_id": pending["id"], "name": pending["name"], "attempt": 0,
+           "status": "failed" if "error" in result else "completed", "output": result.get("data"),
+           "error": result.get("error"), "started_at": now, "ended_at": now, "duration_ms": 0,
+           "timings": {}, "logs": ""}
+    _note(state, row)
+    return row
 
 
 def timed_out(pending: dict[str, Any]) -> dict[str, Any]:
@@ -222,6 +231,7 @@ def _record_step(state: RunState, op: dict[str, Any], limits: RuntimeLimits, bas
     state.steps[op["id"]] = {"data": op.get("data")}
     trans.attempts.append({**base, "step_id": op["id"], "name": op["name"], "attempt": state.attempt,
                            "status": "completed", "output": op.get("data"), "error": None})
+    _note(state, trans.attempts[-1])
     state.attempt = 0
     state.token = new_id()
     trans.next_job_at = now
@@ -242,6 +252,7 @@ def _step_failed(state: RunState, fn: FunctionDef, limits: RuntimeLimits, op: di
     state.steps[op["id"]] = {"error": op["error"]}
     state.attempt = 0
     trans.attempts.append({**row, "status": "failed"})
+    _note(state, row)
     trans.next_job_at = now
     return trans
 

@@ -17,6 +17,7 @@ from bus import Bus, Consumer, OutMsg
 from runtime.cancels import Cancels
 from runtime.cron import TIMER_EVENT, next_fire_ms, tick_event
 from runtime.expressions import evaluate
+from runtime.flow import Admission, FlowControl, Start
 from runtime.history import History
 from runtime.ids import derived_id, now_ms
 from runtime.jobs import job_messages
@@ -31,8 +32,9 @@ log = structlog.get_logger("sluice.scheduler")
 
 class Scheduler:
     def __init__(self, bus: Bus, runs: RunStore, registry: Registry, history: History, waits: Waits,
-                 cancels: Cancels, *, batch: int = 256) -> None:
+                 cancels: Cancels, flow: FlowControl, *, batch: int = 256) -> None:
         self._bus = bus
+        self._flow = flow
         self._cancels = cancels
         self._waits = waits
         self._runs = runs
@@ -87,6 +89,25 @@ class Scheduler:
                 return derived_id(0, f"idem/{fn.fqid}/{key!r}")
         return derived_id(int(event.get("ts") or received), f"{event['id']}/{fn.fqid}")
 
+    def _delay(self, fn: FunctionDef, event: dict[str, Any], now: int) -> int | None:
+        """Low priority (below 0) holds a run's first job back that many seconds."""
+        lag = -self._flow.priority(fn, event)
+        return now + lag * 1000 if lag > 0 else None
+
+    async def start_flow_run(self, fn: FunctionDef, start: Start) -> None:
+        """Start the run of a closed debounce or batch window (called by flow control)."""
+        state = RunState(id=start.run_id, app=fn.app, function=fn.fqid, event=start.event, events=start.events,
+                         created_at=now_ms())
+        if not await self._runs.create(state):
+            existing = await self._runs.load(start.run_id)
+            if existing is None or existing.status != "queued":
+                return
+            state = existing
+        await self._cancels.register(fn, state)
+        await self._history.record_run(state.row())
+        await self._bus.publish_batch(job_messages(state))
+        log.info("run queued", run_id=state.id, function=state.function, events=len(state.events))
+
     async def arm_crons(self) -> None:
         """Publish the next tick of every cron trigger (deduped: every node may do this)."""
         now = now_ms()
@@ -119,6 +140,8 @@ class Scheduler:
             if event.get("name") == TIMER_EVENT:
                 jobs.extend(self._next_tick(event, received))
             for fn in self._registry.match(event):
+                if await self._flow.admit(fn, event) is not Admission.START:
+                    continue  # rate limited, or held by a debounce or batch window
                 state = RunState(id=self._run_id(fn, event, received), app=fn.app, function=fn.fqid, event=event,
                                  events=[event], created_at=received)
                 if not await self._runs.create(state):
@@ -128,7 +151,7 @@ class Scheduler:
                     state = existing  # created before a crash: make sure its job and rules exist
                 await self._cancels.register(fn, state)
                 created.append(state)
-                jobs.extend(job_messages(state))
+                jobs.extend(job_messages(state, deliver_at_ms=self._delay(fn, event, received)))
         await self._history.record_events([{**e, "received_at": received} for e in events])
         for state in created:
             await self._history.record_run(state.row())

@@ -52,6 +52,9 @@ class RunState:
     # any remain, the run's jobs are one per branch (a "targeted" call each).
     planned: dict[str, dict[str, Any]] = field(default_factory=dict)
     replay_of: str | None = None
+    # Where each memoized step came from, {step id: {"name", "attempt", "started_at", "ended_at"}},
+    # so history can be repaired from the state if a crash lost a step's row.
+    records: dict[str, dict[str, Any]] = field(default_factory=dict)
     revision: int = 0  # the KV revision this copy was read at (not stored)
 
     @property

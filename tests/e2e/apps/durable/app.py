@@ -98,3 +98,20 @@ def ctx_delay(n: int) -> float:
 def ten_steps(ctx: sluice.Context) -> int:
     slow = bool(ctx.event.data.get("slow"))
     return sum(ctx.step.run(f"step-{i}", tick, i if slow else 0) + i for i in range(10))
+
+
+def hold(n: int) -> int:
+    import time
+
+    time.sleep(0.5)
+    return n
+
+
+@app.function(id="one-at-a-time", trigger=sluice.event("test/serial"), concurrency=1)
+def one_at_a_time(ctx: sluice.Context) -> int:
+    return ctx.step.run("hold", hold, ctx.event.data["n"])
+
+
+@app.function(id="once-a-minute", trigger=sluice.event("test/limited"), rate_limit={"limit": 1, "period": "1m"})
+def once_a_minute(ctx: sluice.Context) -> str:
+    return "ran"
