@@ -102,3 +102,20 @@ async def test_a_window_whose_fire_was_lost_is_started_after_recover(bus: Bus) -
         assert start.event == ev
     finally:
         await flow.stop()
+
+
+async def test_a_key_whose_window_closed_debounces_again_from_an_idle_record(bus: Bus) -> None:
+    fn = function(debounce={"period_ms": 150})
+    starts = Starts()
+    flow = await flow_for(bus, [fn], starts)
+    try:
+        first, second = event(1), event(2)
+        await flow.admit(fn, first)
+        await starts.wait_for(1, 10)
+        await asyncio.sleep(0.2)  # settled: the record is idle (written empty) now
+        await flow.admit(fn, second)
+        runs = await starts.wait_for(2, 10)
+        assert [s.event for _, s in runs] == [first, second]
+        assert runs[0][1].run_id != runs[1][1].run_id
+    finally:
+        await flow.stop()
