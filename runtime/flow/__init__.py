@@ -40,6 +40,11 @@ The interface, and how the scheduler and executor call it::
         return True                                # ack this copy of the job
     async with slot:                               # renews the lease; releases on exit
         trans = await self._call(state, fn, job, picked)
+    # In ``_branch`` re-send only that branch's job on a Wait:
+    #   msg = branch_message(state, target, deliver_at_ms=slot.at_ms, nonce=slot.nonce)
+    #   await bus.publish(msg.subject, msg.data, msg_id=msg.msg_id, deliver_at=msg.deliver_at)
+    # (``msg.nak(delay_s)`` would work too, but every nak'd job stays "ack pending" and a
+    # long queue of them would fill the executor consumer's max_ack_pending.)
 
     # Anywhere a first job is enqueued, priority may delay low-priority runs:
     delay_s = max(0, -flow.priority(fn, event))    # -600..600, seconds
