@@ -43,8 +43,9 @@ The interface, and how the scheduler and executor call it::
     # In ``_branch`` re-send only that branch's job on a Wait:
     #   msg = branch_message(state, target, deliver_at_ms=slot.at_ms, nonce=slot.nonce)
     #   await bus.publish(msg.subject, msg.data, msg_id=msg.msg_id, deliver_at=msg.deliver_at)
-    # (``msg.nak(delay_s)`` would work too, but every nak'd job stays "ack pending" and a
-    # long queue of them would fill the executor consumer's max_ack_pending.)
+    # (``msg.nak(delay_s)`` works too, but a nak'd job is still unacked, so a long queue of
+    # waiting jobs could count against the executor consumer's max_ack_pending; re-sending
+    # and acking keeps the consumer's pending set to the jobs actually running.)
 
     # Anywhere a first job is enqueued, priority may delay low-priority runs:
     delay_s = max(0, -flow.priority(fn, event))    # -600..600, seconds
