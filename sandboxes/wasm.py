@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import os
 import threading
 import time
@@ -120,22 +121,22 @@ class WasmSandbox:
             ready = await self._in_pool(self._prepared, target)
         pre, spec = ready
         engine = self._engine_or_raise()
+        refill: Callable[[], None] | None = None
         if target.kind == "python" and target.warm and self._warm.enabled:
             warm_key = _warm_key(key, limits)
             app_dir = str(key[1])
             guest = self._warm.take(warm_key)
             answer = guest.hand_over(request, limits) if guest is not None else None
+            # Guests are started once this call has its answer: a start-up (~80 ms of CPU)
+            # would otherwise compete with the call for the cores, cold or warm.
+            refill = functools.partial(self._refill, warm_key, app_dir, engine, pre, spec, limits)
             if guest is not None and answer is not None:
                 try:
                     return await self._answered(guest, answer, began)
                 finally:
-                    # The replacement starts after the answer: its start-up (~80 ms of CPU)
-                    # would otherwise compete with this call for the cores.
-                    self._refill(warm_key, app_dir, engine, pre, spec, limits)
+                    refill()
             if guest is not None:  # it ended, or its start-up wrote past this call's caps: run cold
                 guest.stop()
-            # No guest ready: start some while this call runs cold.
-            asyncio.get_running_loop().call_soon(self._refill, warm_key, app_dir, engine, pre, spec, limits)
         cancelled = threading.Event()
         self._inflight.add(cancelled)
         try:
@@ -145,6 +146,8 @@ class WasmSandbox:
             raise
         finally:
             self._inflight.discard(cancelled)
+            if refill is not None:
+                refill()
         return self._result(outcome, began, warm=False)
 
     async def close(self) -> None:
