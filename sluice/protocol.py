@@ -75,6 +75,11 @@ _OP_FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {
 }
 
 
+def _is_version(value: Any) -> bool:
+    """Exactly the integer 1: ``True`` and ``1.0`` equal 1 in Python but are not version 1."""
+    return type(value) is int and value == VERSION
+
+
 def step_id(name: str, occurrence: int = 0) -> str:
     """The stable id of a step: hex SHA-1 of its name; repeats hash ``name:1``, ``name:2``…
 
@@ -94,7 +99,7 @@ def unpack(data: bytes) -> Any:
     try:
         return msgpack.unpackb(data, raw=False, strict_map_key=False)
     except (msgpack.ExtraData, msgpack.FormatError, msgpack.StackError, ValueError) as exc:
-        raise ProtocolError(f"not msgpack: {exc}") from None
+        raise ProtocolError(f"not msgpack: {type(exc).__name__}: {exc}") from None
     except Exception as exc:  # msgpack raises a handful of unrelated types on garbage
         raise ProtocolError(f"not msgpack: {type(exc).__name__}: {exc}") from None
 
@@ -104,7 +109,7 @@ def decode_request(data: bytes) -> Request:
     req = unpack(data)
     if not isinstance(req, dict):
         raise ProtocolError(f"request must be a map, got {type(req).__name__}")
-    if req.get("v") != VERSION:
+    if not _is_version(req.get("v")):
         raise ProtocolError(f"unsupported protocol version {req.get('v')!r} (this side speaks {VERSION})")
     if req.get("kind") not in ("call", "introspect"):
         raise ProtocolError(f"unknown request kind {req.get('kind')!r}")
@@ -120,7 +125,7 @@ def decode_response(data: bytes) -> Response:
     resp = unpack(data)
     if not isinstance(resp, dict):
         raise ProtocolError(f"response must be a map, got {type(resp).__name__}")
-    if resp.get("v") != VERSION:
+    if not _is_version(resp.get("v")):
         raise ProtocolError(f"unsupported protocol version {resp.get('v')!r} (host speaks {VERSION})")
     ops = resp.get("ops")
     if not isinstance(ops, list):
@@ -150,7 +155,7 @@ def decode_introspection(data: bytes) -> dict[str, Any]:
     resp = unpack(data)
     if not isinstance(resp, dict):
         raise ProtocolError(f"introspect response must be a map, got {type(resp).__name__}")
-    if resp.get("v") != VERSION:
+    if not _is_version(resp.get("v")):
         raise ProtocolError(f"unsupported protocol version {resp.get('v')!r} (host speaks {VERSION})")
     # A guest that could not load its app answers introspect with an error op, as it does a call.
     ops = resp.get("ops")

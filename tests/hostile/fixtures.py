@@ -108,13 +108,6 @@ RUNSC_SECCOMP_BUG = (
     "and chroot succeed too) - contained by gVisor's own kernel, but runc refuses all three"
 )
 
-#: Known bug (sluice/protocol.py): the version check is ``!=``, and True == 1.0 == 1 in Python.
-VERSION_EQUALITY_BUG = (
-    "sluice.protocol.decode_response checks resp.get('v') != VERSION, and in Python True == 1 and "
-    "1.0 == 1, so a response claiming version True or 1.0 is taken for version 1; the check should "
-    "be type(v) is int and v == 1"
-)
-
 #: Known bug (sandboxes/_wasm_run.py): a trap's first line is wasmtime's header, not its cause.
 TRAP_MESSAGE_BUG = (
     "_wasm_run._first_line reports the first line of wasmtime's error, which for a trap raised inside "

@@ -111,7 +111,6 @@ async def test_a_response_claiming_another_protocol_version_is_rejected(
 
 
 @pytest.mark.parametrize("guest", ALL_KINDS, indirect=True)
-@pytest.mark.xfail(reason=fx.VERSION_EQUALITY_BUG, strict=True)
 async def test_a_response_claiming_version_true_or_1_0_is_rejected(
     guest: fx.Guest, emit_app: Target, tmp_path: Path
 ) -> None:
