@@ -76,8 +76,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         turn = time.monotonic()
         if name in PEERS:
             result = run_peer(name, args.quick)
-        else:  # ingest and fairness once, with the first Sluice run: they do not depend on the sandbox
-            result = run_sluice(name, args.quick, extras=first_sluice)
+        else:  # ingest once, with the first Sluice run: the front door does not depend on the sandbox
+            result = run_sluice(name, args.quick, ingest_too=first_sluice)
             first_sluice = False
         result["turn_s"] = round(time.monotonic() - turn, 1)
         reports.append(result)

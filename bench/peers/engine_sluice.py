@@ -1,7 +1,7 @@
 """The workload on Sluice: ``sluice dev`` with steps in the WASM or the Docker sandbox.
 
 Runs in the project's venv (the driver's own process). Phases, in order: warm-up (5
-runs), burst, unloaded, then with ``extras`` fairness and event ingest (last: the
+runs), burst, unloaded, fairness, then with ``ingest_too`` event ingest (last: the
 scheduler reads the ingested events for a while after). The node's resident memory is
 sampled every 0.1 s during the burst (and the fairness burst).
 
@@ -24,7 +24,15 @@ import aiohttp
 
 from bench.peers import ingest
 from bench.peers.common import Sample, Settings, burst_report, engine_report, stats_ms, unloaded_report
-from bench.peers.sluice_server import MAIN, OTHER, SluiceServer, post_events, runs_by_event, wait_event_run
+from bench.peers.sluice_server import (
+    MAIN,
+    OTHER,
+    SluiceServer,
+    any_unfinished,
+    post_events,
+    runs_by_event,
+    wait_event_run,
+)
 
 DURABILITY = ("durable: events, jobs and run state in JetStream file storage (embedded nats-server, "
               "default sync: written before the ack, fsync every 2 min); steps recorded by CAS")
@@ -43,28 +51,67 @@ def new_report(sandbox: str) -> dict[str, Any]:
     return report
 
 
-async def measure(sandbox: str, settings: Settings, report: dict[str, Any], *, extras: bool) -> None:
+async def measure(sandbox: str, settings: Settings, report: dict[str, Any], *, ingest_too: bool) -> None:
     """Fill ``report`` for Sluice with ``sandbox`` (``wasm`` or ``docker``), phase by phase,
-    so a turn cut short keeps what it measured; raises on failure."""
+    so a turn cut short keeps what it measured; raises on failure.
+
+    A phase that left runs unfinished (its wait ran out) would load the next one, so the
+    next phase then gets a fresh server (new data dir, warmed up again), and a note says so.
+    """
     connector = aiohttp.TCPConnector(limit=settings.in_flight)
     with tempfile.TemporaryDirectory(prefix="sluice-bench-") as tmp:
-        server = SluiceServer(Path(tmp), sandbox=sandbox)
         async with aiohttp.ClientSession(connector=connector) as session:
+            servers = _Servers(Path(tmp), sandbox, session, settings, report)
             try:
-                await server.start(session)
-                await _unloaded(session, server, WARMUP_RUNS, settings)  # compile, warm pools
+                server = await servers.fresh()
                 async with _sampler(server) as peak:
-                    report["burst"] = await _burst(session, server, settings)
+                    report["burst"] = burst = await _burst(session, server, settings)
                 report["memory"] = {"during": "burst", **peak}
-                report["unloaded"] = await _unloaded(session, server, settings.unloaded, settings)
-                if extras:  # ingest last: the scheduler works through its events for a while after
-                    report["fairness"] = await _fairness(session, server, settings)
+                server = await servers.next_phase(burst["completed"] < burst["runs"], "the burst")
+                report["unloaded"] = unloaded = await _unloaded(session, server, settings.unloaded, settings)
+                server = await servers.next_phase(unloaded["completed"] < unloaded["runs"], "the unloaded phase")
+                report["fairness"] = fair = await _fairness(session, server, settings)
+                if ingest_too:  # last: the scheduler reads the ingested events for a while after
+                    left = fair["burst_completed"] < fair["burst_runs"] or fair["probe_first_step_ms"]["n"] < \
+                        fair["probes"]
+                    server = await servers.next_phase(left, "the fairness phase")
                     report["ingest"] = await ingest.measure(server.url, quick=settings.burst < 100)
             except Exception as exc:
-                exc.add_note(f"sluice dev log: {server.tail()}")
+                exc.add_note(f"sluice dev log: {servers.tail()}")
                 raise
             finally:
-                server.stop()
+                servers.stop()
+
+
+class _Servers:
+    """The turn's ``sluice dev`` processes, one at a time, each in its own data dir."""
+
+    def __init__(self, root: Path, sandbox: str, session: aiohttp.ClientSession, settings: Settings,
+                 report: dict[str, Any]) -> None:
+        self.root, self.sandbox, self.session, self.settings, self.report = root, sandbox, session, settings, report
+        self.current: SluiceServer | None = None
+        self.started = 0
+
+    async def fresh(self) -> SluiceServer:
+        self.stop()
+        self.started += 1
+        self.current = SluiceServer(self.root / f"node-{self.started}", sandbox=self.sandbox)
+        await self.current.start(self.session)
+        await _unloaded(self.session, self.current, WARMUP_RUNS, self.settings)  # compile, warm pools
+        return self.current
+
+    async def next_phase(self, backlog: bool, what: str) -> SluiceServer:
+        if not backlog and self.current is not None:
+            return self.current
+        self.report["notes"].append(f"{what} left runs unfinished: the next phase ran on a fresh server")
+        return await self.fresh()
+
+    def tail(self) -> str:
+        return self.current.tail() if self.current is not None else ""
+
+    def stop(self) -> None:
+        if self.current is not None:
+            self.current.stop()
 
 
 async def _burst(session: aiohttp.ClientSession, server: SluiceServer, settings: Settings) -> dict[str, Any]:
@@ -88,11 +135,16 @@ async def _collect(session: aiohttp.ClientSession, server: SluiceServer, functio
     """Fill in first-step and completion times of ``samples`` (by event id) as their
     runs finish; gives up after ``wait_s`` (the unfinished keep ``None``)."""
     deadline = time.monotonic() + wait_s
+    runs: dict[str, dict[str, Any]] = {}
     while time.monotonic() < deadline:
-        runs = await runs_by_event(session, server.url, function)
-        if all(eid in runs for eid in samples):
-            break
+        # Two one-row queries while work is in flight; the full listing only once none is.
+        if not await any_unfinished(session, server.url, function):
+            runs = await runs_by_event(session, server.url, function)
+            if all(eid in runs for eid in samples):
+                break
         await asyncio.sleep(0.25)
+    else:
+        runs = await runs_by_event(session, server.url, function)
     for eid, run in runs.items():
         if eid in samples:
             _fill(samples[eid], run)
@@ -149,8 +201,8 @@ async def _fairness(session: aiohttp.ClientSession, server: SluiceServer, settin
         await _collect(session, server, MAIN, noisy, deadline - time.monotonic())
     burst = burst_report(list(noisy.values()), started, time.time())
     return {
-        "waited_s": settings.phase_s, "burst_runs": total, "burst_completed": burst["completed"],
-        "burst_runs_per_s": burst["runs_per_s"],
+        "sandbox": server.sandbox, "waited_s": settings.phase_s, "burst_runs": total,
+        "burst_completed": burst["completed"], "burst_runs_per_s": burst["runs_per_s"],
         "burst_first_step_ms": burst["first_step_ms"],
         "probes": len(probes), "probe_first_step_ms": stats_ms(_lags(probes.values())),
         "probe_complete_ms": stats_ms(None if s.complete is None else s.complete - s.accepted

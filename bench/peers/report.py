@@ -85,29 +85,41 @@ def extras_table(reports: list[dict[str, Any]]) -> str:
     for r in reports:
         if r["engine"] not in SLUICE or r["status"] != "ok":
             continue
+        name = r["sandbox"]
         mem = r.get("memory") or {}
-        lines.append(f"| {r['label']}: resident memory during the burst | node {_num(mem.get('node_peak_mb'))} MiB, "
+        lines.append(f"| {name}: resident memory during the burst | node {_num(mem.get('node_peak_mb'))} MiB, "
                      f"its nats-server {_num(mem.get('nats_peak_mb'))} MiB (peaks) |")
+        fair = r.get("fairness")
+        if fair:
+            probes = fair["probe_first_step_ms"]
+            started = "" if probes["n"] == fair["probes"] else \
+                f"; only {probes['n']} of {fair['probes']} started within {fair['waited_s']:g} s"
+            lines.append(
+                f"| {name}: fairness — `bench/other` accepted→1st step while `bench/three-steps` bursts "
+                f"{fair['burst_runs']:,} runs ({fair['burst_completed']:,} done, "
+                f"{_num(fair['burst_runs_per_s'])} runs/s) "
+                f"| p50 / p95 {_pair(probes)} ms over {fair['probes']} runs{started} "
+                f"(unloaded: {_num(_get(r, 'unloaded', 'first_step_ms', 'p50'))} ms); the burst's own runs "
+                f"{_pair(fair['burst_first_step_ms'])} ms; node peak "
+                f"{_num(_get(fair, 'memory', 'node_peak_mb'))} MiB |")
         ingest = r.get("ingest")
         if ingest:
-            for kind, what in (("single", "one event per POST"), ("batched", "events per POST")):
+            for kind in ("single", "batched"):
                 ph = ingest[kind]
-                per = "one event per POST" if kind == "single" else f"{ph['per_request']:,} {what}"
+                per = "one event per POST" if kind == "single" else f"{ph['per_request']:,} events per POST"
                 err = f", stopped: {ph['error']}" if ph.get("error") else ""
                 lines.append(f"| event ingest, {per}, {ph['connections']} keep-alive connections "
                              f"| {_num(ph.get('events_per_s'))} events/s "
                              f"({ph['events']:,} acked in {ph['seconds']} s, "
                              f"driver CPU {ph.get('client_cpu_s')} s{err}) |")
-        fair = r.get("fairness")
-        if fair:
-            lines.append(
-                f"| fairness: `bench/other` accepted→1st step while `bench/three-steps` bursts "
-                f"{fair['burst_runs']:,} runs ({_num(fair['burst_runs_per_s'])} runs/s) "
-                f"| p50 / p95 {_pair(fair['probe_first_step_ms'])} ms over {fair['probes']} runs "
-                f"(unloaded p50 {_num(_get(r, 'unloaded', 'first_step_ms', 'p50'))} ms); "
-                f"burst's own {_pair(fair['burst_first_step_ms'])} ms; node peak "
-                f"{_num(_get(fair, 'memory', 'node_peak_mb'))} MiB |")
+        if r.get("partial"):
+            lines.append(f"| {name}: phases not measured | {r['partial']} |")
     return "\n".join(lines)
+
+
+def notes(reports: list[dict[str, Any]]) -> str:
+    """The engines' short notes (long ones, such as logs, stay in the JSON)."""
+    return "\n".join(f"- {r['label']}: {n}" for r in reports for n in r.get("notes", []) if len(n) < 300)
 
 
 def goals(reports: list[dict[str, Any]]) -> list[tuple[str, bool | None, str]]:
@@ -161,4 +173,5 @@ def durability_notes(reports: list[dict[str, Any]]) -> str:
 
 def full(reports: list[dict[str, Any]], footer: str) -> str:
     return "\n\n".join([engines_table(reports), ratios_table(reports), extras_table(reports), goals_table(reports),
-                        "Durability of each engine as run:\n\n" + durability_notes(reports), footer])
+                        "Durability of each engine as run:\n\n" + durability_notes(reports),
+                        "Notes:\n\n" + (notes(reports) or "- none"), footer])

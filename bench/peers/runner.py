@@ -86,7 +86,7 @@ def loopback_only() -> list[str]:
 _NETNS: list[str] | None = None
 
 
-def run_sluice(name: str, quick: bool, *, extras: bool) -> dict[str, Any]:
+def run_sluice(name: str, quick: bool, *, ingest_too: bool) -> dict[str, Any]:
     from bench.peers import engine_sluice
 
     sandbox = name.removeprefix("sluice-")
@@ -98,7 +98,7 @@ def run_sluice(name: str, quick: bool, *, extras: bool) -> dict[str, Any]:
 
     async def turn() -> None:
         async with asyncio.timeout(cap):
-            await engine_sluice.measure(sandbox, Settings.make(quick), report, extras=extras)
+            await engine_sluice.measure(sandbox, Settings.make(quick), report, ingest_too=ingest_too)
 
     try:
         asyncio.run(turn())
@@ -109,7 +109,7 @@ def run_sluice(name: str, quick: bool, *, extras: bool) -> dict[str, Any]:
         else:
             reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:400]
         if report["burst"] and report["unloaded"]:
-            report["notes"].append(reason)
+            report["partial"] = reason  # the phases after it are missing; the tables say why
         else:
             report.update(status="error", reason=reason)
         report["notes"].extend(notes)

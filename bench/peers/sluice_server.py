@@ -119,6 +119,15 @@ async def runs_by_event(session: aiohttp.ClientSession, url: str, function: str,
     return out
 
 
+async def any_unfinished(session: aiohttp.ClientSession, url: str, function: str) -> bool:
+    """Whether ``function`` has a run that is queued or running (one-row queries)."""
+    for status in ("queued", "running"):
+        body = await get_json(session, f"{url}/v1/runs?function={function}&status={status}&limit=1")
+        if body["data"]:
+            return True
+    return False
+
+
 async def wait_event_run(session: aiohttp.ClientSession, url: str, event_id: str, *,
                          timeout_s: float, poll_s: float = 0.01) -> dict[str, Any] | None:
     """The finished run ``event_id`` started, or ``None`` after ``timeout_s``."""
