@@ -115,3 +115,32 @@ def one_at_a_time(ctx: sluice.Context) -> int:
 @app.function(id="once-a-minute", trigger=sluice.event("test/limited"), rate_limit={"limit": 1, "period": "1m"})
 def once_a_minute(ctx: sluice.Context) -> str:
     return "ran"
+
+
+@app.function(id="settle", trigger=sluice.event("test/typing"),
+              debounce={"period": "1s", "key": "event.data.doc"})
+def settle(ctx: sluice.Context) -> dict:
+    return {"text": ctx.event.data["text"]}
+
+
+@app.function(id="bundle", trigger=sluice.event("test/item"), batch={"max_size": 3, "timeout": "2s"})
+def bundle(ctx: sluice.Context) -> list:
+    return sorted(e["data"]["n"] for e in ctx.events)
+
+
+@app.function(id="trickle", trigger=sluice.event("test/trickle"), throttle={"limit": 1, "period": "1s"})
+def trickle(ctx: sluice.Context) -> int:
+    return ctx.event.data["n"]
+
+
+@app.function(id="too-slow", trigger=sluice.event("test/too-slow"), timeout="2s", retries=0)
+def too_slow(ctx: sluice.Context) -> str:
+    ctx.step.run("quick", lambda: 1)
+    ctx.step.sleep("longer-than-allowed", 3)
+    return "finished anyway"
+
+
+@app.function(id="alarm", trigger=sluice.event("test/alarm"))
+def alarm(ctx: sluice.Context) -> str:
+    ctx.step.sleep_until("ring", ctx.event.data["at_ms"])
+    return "rang"
