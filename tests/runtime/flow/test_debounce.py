@@ -50,7 +50,9 @@ async def test_the_timeout_starts_a_run_even_while_events_keep_coming(bus: Bus) 
         # The next window opened with the next event; the last run holds the last event.
         await asyncio.sleep(1.0)
         runs = sorted(starts.runs.values(), key=lambda r: r[0])
-        assert 2 <= len(runs) <= 3 and runs[-1][1].event == sent[-1]
+        # Normally two runs; a stall of 300 ms on a loaded machine is a quiet period, so more may come.
+        assert len(runs) >= 2 and runs[-1][1].event == sent[-1]
+        assert all(began - s.created_ms < 700 + 600 for began, s in runs)  # no window outlives its timeout
         for (_, one), (_, two) in itertools.pairwise(runs):
             assert one.created_ms < two.created_ms and one.event["data"]["n"] < two.event["data"]["n"]
     finally:
