@@ -214,6 +214,7 @@ def _now_ns(clock_id: int) -> int | None:
 
 
 def _clock_time_get(caller: wasmtime.Caller, clock_id: int, precision: int, out: int) -> int:
+    out &= _U32_MASK  # wasmtime-py hands i32 pointers over signed: a pointer >= 2 GiB is not negative
     try:
         now = _now_ns(clock_id)
         if now is None:
@@ -229,6 +230,7 @@ def _clock_time_get(caller: wasmtime.Caller, clock_id: int, precision: int, out:
 
 
 def _poll_oneoff(caller: wasmtime.Caller, subs: int, events: int, nsubs: int, nevents: int) -> int:
+    subs, events, nevents = subs & _U32_MASK, events & _U32_MASK, nevents & _U32_MASK
     try:
         state = _state()
         mem = caller["memory"]

@@ -249,5 +249,16 @@ def _outcome(
 
 
 def _first_line(exc: object) -> str:
+    """The line of wasmtime's error that says what happened: for a trap inside a host call,
+    the first line is only a header ("error while executing at wasm backtrace:") and the
+    cause follows "Caused by:"."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[0] if lines else type(exc).__name__
+    if not lines:
+        return type(exc).__name__
+    if "Caused by:" in lines:
+        causes = lines[lines.index("Caused by:") + 1:]
+        cause = next((c for c in causes if not c[:1].isdigit() or ":" not in c[:4]), None)
+        picked = [c.split(":", 1)[1].strip() if c[:1].isdigit() and ":" in c[:4] else c for c in causes]
+        if picked:
+            return "; ".join(picked[:2]) if cause is None else picked[0]
+    return lines[0]

@@ -108,22 +108,7 @@ RUNSC_SECCOMP_BUG = (
     "and chroot succeed too) - contained by gVisor's own kernel, but runc refuses all three"
 )
 
-#: Known bug (sandboxes/_wasm_run.py): a trap's first line is wasmtime's header, not its cause.
-TRAP_MESSAGE_BUG = (
-    "_wasm_run._first_line reports the first line of wasmtime's error, which for a trap raised inside "
-    "a WASI call is 'error while executing at wasm backtrace:'; the cause ('In func "
-    "wasi_snapshot_preview1::path_open at convert Rights: Int conversion error') is on the 'Caused by:' "
-    "lines, so Result.error says 'wasm trap: error while executing at wasm backtrace:'"
-)
 
-#: Known bug (sandboxes/_wasm_host.py): i32 pointers arrive signed, and Python slices count from the end.
-SIGNED_POINTER_BUG = (
-    "the host functions in _wasm_host.py (fd_write, poll_oneoff, clock_time_get) take guest pointers "
-    "as wasmtime-py delivers i32 params, signed: a pointer >= 0x80000000 becomes negative and "
-    "Memory.read/write slice from the END of guest memory instead of failing with EFAULT "
-    "(clock_time_get(0, 0, 0xfffffff8) writes the time into the guest's last 8 bytes); confined "
-    "to the guest's own memory, but wrong - mask with & 0xFFFFFFFF or reject negatives"
-)
 
 #: Known bug (sandboxes/_docker_oneshot.py): an environment execve refuses is not checked up front.
 HUGE_ENV_BUG = (

@@ -109,13 +109,11 @@ async def test_wild_arguments_to_host_calls_get_errnos_not_host_memory(guest: fx
 async def test_a_pointer_past_2_gib_is_out_of_bounds_not_counted_from_the_end(
     guest: fx.Guest, tmp_path: Path
 ) -> None:
-    guest.node.add_marker(pytest.mark.xfail(reason=fx.SIGNED_POINTER_BUG, strict=True))
     result = await fx.attack(guest, fx.module_target(tmp_path, "high-pointer", HIGH_POINTER), b"")
     assert guest.note(fx.failure(result)) == "exited with code 121"  # 100 + EFAULT
 
 
 async def test_a_trap_in_wasi_itself_is_reported_with_its_cause(guest: fx.Guest, tmp_path: Path) -> None:
-    guest.node.add_marker(pytest.mark.xfail(reason=fx.TRAP_MESSAGE_BUG, strict=True))
     result = await fx.attack(guest, fx.module_target(tmp_path, "bad-rights", BAD_RIGHTS), b"")
     outcome = guest.note(fx.failure(result))
     assert "path_open" in outcome or "conversion" in outcome, outcome
