@@ -3,6 +3,7 @@ rate limit skips the excess events."""
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,7 +20,7 @@ def test_concurrency_1_runs_steps_one_after_another(dev_server: Callable[..., De
     assert sorted(r["output"] for r in runs) == [0, 1, 2]
     spans = sorted((s["started_at"], s["ended_at"]) for r in runs for s in r["steps"] if s["status"] == "completed")
     assert len(spans) == 3
-    for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
+    for (_, end), (start, _) in itertools.pairwise(spans):
         assert start >= end, spans  # never two at once
 
 
