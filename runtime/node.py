@@ -86,6 +86,8 @@ class Node:
             await self.flow.start(starter=self._scheduler.start_flow_run)
             await self.flow.recover()
             await self._scheduler.start()
+        else:
+            await self.flow.start()  # executor-only and API-only nodes still take concurrency slots
         if "executor" in self.config.roles:
             effects = Effects(self.bus, self._egress, self.config.limits)
             self._executor = Executor(self.bus, runs, self.registry, self.history, self.config.limits,
