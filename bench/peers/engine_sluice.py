@@ -23,12 +23,21 @@ from typing import Any
 import aiohttp
 
 from bench.peers import ingest
-from bench.peers.common import Sample, Settings, burst_report, engine_report, stats_ms, unloaded_report
+from bench.peers.common import (
+    Sample,
+    Settings,
+    burst_report,
+    engine_report,
+    percentile,
+    stats_ms,
+    unloaded_report,
+)
 from bench.peers.sluice_server import (
     MAIN,
     OTHER,
     SluiceServer,
     any_unfinished,
+    get_json,
     post_events,
     runs_by_event,
     wait_event_run,
@@ -37,6 +46,8 @@ from bench.peers.sluice_server import (
 DURABILITY = ("durable: events, jobs and run state in JetStream file storage (embedded nats-server, "
               "default sync: written before the ack, fsync every 2 min); steps recorded by CAS")
 WARMUP_RUNS = 5
+#: Unloaded runs (the last ones) whose step timings are read back.
+TIMING_RUNS = 20
 #: Fairness, full and quick: the noisy function's runs, and the other's (one every FAIRNESS_GAP_S).
 FAIRNESS_BURST = {False: 2000, True: 20}
 FAIRNESS_PROBES = {False: 20, True: 5}
@@ -160,6 +171,7 @@ def _fill(sample: Sample, run: dict[str, Any]) -> None:
 async def _unloaded(session: aiohttp.ClientSession, server: SluiceServer, count: int,
                     settings: Settings) -> dict[str, Any]:
     samples = []
+    run_ids = []
     deadline = time.monotonic() + settings.phase_s
     for i in range(count):
         if time.monotonic() > deadline:
@@ -169,8 +181,27 @@ async def _unloaded(session: aiohttp.ClientSession, server: SluiceServer, count:
         run = await wait_event_run(session, server.url, event_id, timeout_s=min(30.0, settings.wait_s))
         if run is not None:
             _fill(sample, run)
+            run_ids.append(run["id"])
         samples.append(sample)
-    return unloaded_report(samples)
+    report = unloaded_report(samples)
+    report["step_timings_ms"] = await _step_timings(session, server, run_ids[-TIMING_RUNS:])
+    return report
+
+
+async def _step_timings(session: aiohttp.ClientSession, server: SluiceServer, run_ids: list[str]) -> dict[str, Any]:
+    """Where a sandbox call's time goes, as the node records it for every step attempt
+    (``timings``: queue, prepare, sandbox, record ms): the median of each over ``run_ids``."""
+    parts: dict[str, list[float]] = {}
+    calls = 0
+    for run_id in run_ids:
+        run = (await get_json(session, f"{server.url}/v1/runs/{run_id}"))["data"]
+        for step in run.get("steps") or []:
+            calls += 1
+            for name, ms in (step.get("timings") or {}).items():
+                if name.endswith("_ms") and isinstance(ms, int | float) and not isinstance(ms, bool):
+                    parts.setdefault(name, []).append(float(ms))
+    return {"runs": len(run_ids), "step_attempts": calls,
+            **{f"{name}_p50": round(percentile(values, 50), 2) for name, values in sorted(parts.items())}}
 
 
 async def _fairness(session: aiohttp.ClientSession, server: SluiceServer, settings: Settings) -> dict[str, Any]:

@@ -89,6 +89,12 @@ def extras_table(reports: list[dict[str, Any]]) -> str:
         mem = r.get("memory") or {}
         lines.append(f"| {name}: resident memory during the burst | node {_num(mem.get('node_peak_mb'))} MiB, "
                      f"its nats-server {_num(mem.get('nats_peak_mb'))} MiB (peaks) |")
+        timings = _get(r, "unloaded", "step_timings_ms")
+        if timings and timings.get("step_attempts"):
+            parts = ", ".join(f"{k.removesuffix('_ms_p50').removesuffix('_p50')} {_num(v)}"
+                              for k, v in timings.items() if k.endswith("_p50"))
+            lines.append(f"| {name}: where an unloaded step's time goes (node's own timings, median ms over "
+                         f"{timings['step_attempts']} steps) | {parts} |")
         fair = r.get("fairness")
         if fair:
             probes = fair["probe_first_step_ms"]
