@@ -16,6 +16,7 @@ for any non-2xx answer; :class:`EngineUnreachable` when the socket cannot be ope
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import struct
@@ -31,6 +32,8 @@ DEFAULT_HOST = "unix:///var/run/docker.sock"
 
 #: Longest header block the daemon may send before the raw stream (bytes).
 _MAX_HEADER_BYTES = 16 * 1024
+#: Request bodies this large go to aiohttp as a stream, not raw bytes (bytes).
+_LARGE_BODY_BYTES = 1024 * 1024
 _FRAME_HEAD = struct.Struct(">BxxxI")
 
 
@@ -130,8 +133,15 @@ class EngineClient:
     ) -> Any:
         """One JSON call; returns the decoded body (``None`` when empty). Raises :class:`EngineError`."""
         url = f"http://docker/v{API_VERSION}{path}"
+        data: Any = None
+        headers = {}
+        if body is not None:
+            raw_body = json.dumps(body).encode()
+            # aiohttp warns (ResourceWarning) when handed raw bytes over 1 MiB; a stream it reads in pieces.
+            data = raw_body if len(raw_body) < _LARGE_BODY_BYTES else io.BytesIO(raw_body)
+            headers["Content-Type"] = "application/json"
         try:
-            async with self._http().request(method, url, params=params, json=body) as resp:
+            async with self._http().request(method, url, params=params, data=data, headers=headers) as resp:
                 raw = await resp.read()
                 if resp.status >= 300:
                     raise EngineError(resp.status, _message(raw))

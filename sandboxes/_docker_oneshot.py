@@ -26,6 +26,19 @@ GUEST_USER = "65534:65534"
 LABEL = "sluice"
 #: Open files per guest process.
 NOFILE = 1024
+#: Longest ``NAME=VALUE`` of one variable, NUL included: the kernel's MAX_ARG_STRLEN
+#: (32 pages); execve refuses a longer one with E2BIG (bytes).
+MAX_ENV_VAR_BYTES = 32 * 4096
+#: Largest whole environment (the ``NAME=VALUE`` strings with their NULs); well under
+#: execve's ARG_MAX share, and it keeps the create body small (bytes).
+MAX_ENV_BYTES = 1 * MiB
+#: Under gVisor (ptrace platform) every guest process or thread costs the sandbox
+#: several host threads and a stub process, all in the container's pids cgroup, and the
+#: Sentry dies when it cannot make one. Measured here (runsc 2022-12-19, ptrace): about
+#: 46 host pids for the sandbox itself and about 7 per guest process, so ``limits.pids``
+#: guest tasks need ``RUNSC_PIDS_BASE + RUNSC_PIDS_PER_TASK * limits.pids`` host pids.
+RUNSC_PIDS_BASE = 64
+RUNSC_PIDS_PER_TASK = 8
 
 
 def container_config(
@@ -33,11 +46,17 @@ def container_config(
 ) -> dict[str, Any]:
     """The Engine API create body for one hardened guest (DESIGN §5).
 
-    No network interface, read-only root, a noexec ``/tmp`` of ``limits.tmpfs_mb``,
+    No network interface, read-only root, a noexec ``/tmp`` of ``limits.tmpfs_mb`` and a
+    ``/dev/shm`` of the same size (Docker's default would be an uncapped 64 MiB),
     every capability dropped, no privilege gain, the default seccomp profile (by not
     overriding it), a non-root user, pids/memory/CPU caps with swap off, no mounts,
     no log driver (output travels only over the attach stream, so a flood cannot
-    fill the host's disk), and only ``env``.
+    fill the host's disk), and only ``env``. Under ``runsc`` the pids cap is scaled
+    (see :data:`RUNSC_PIDS_PER_TASK`) so that it still means guest processes and threads.
+
+    Raises :class:`SandboxError` for an environment execve would refuse (a variable over
+    :data:`MAX_ENV_VAR_BYTES`, all of it over :data:`MAX_ENV_BYTES`, a bad name) and
+    for limits Docker cannot apply.
     """
     _check_env(env)
     _check_limits(limits)
@@ -61,7 +80,7 @@ def container_config(
             "Tmpfs": {"/tmp": f"rw,noexec,nosuid,nodev,size={limits.tmpfs_mb}m"},
             "CapDrop": ["ALL"],
             "SecurityOpt": ["no-new-privileges"],
-            "PidsLimit": limits.pids,
+            "PidsLimit": host_pids(limits, runtime),
             "Memory": memory,
             "MemorySwap": memory,
             "NanoCpus": int(limits.cpus * 1e9),
@@ -69,6 +88,7 @@ def container_config(
             "Runtime": runtime,
             "LogConfig": {"Type": "none", "Config": {}},
             "IpcMode": "private",
+            "ShmSize": limits.tmpfs_mb * MiB,
             "Privileged": False,
             "Binds": [],
             "Mounts": [],
@@ -76,12 +96,43 @@ def container_config(
     }
 
 
+def host_pids(limits: Limits, runtime: str) -> int:
+    """The container's pids cgroup cap for ``limits.pids`` guest tasks under ``runtime``."""
+    if runtime == "runsc":
+        return RUNSC_PIDS_BASE + RUNSC_PIDS_PER_TASK * limits.pids
+    return limits.pids
+
+
+def exit_error(exit_code: int, runtime: str, limits: Limits, stderr: bytes) -> str:
+    """``Result.error`` for a guest that exited with ``exit_code`` (not OOM-killed).
+
+    Under gVisor an exit code of 2 without the shim's own "bad request" line is the
+    Sentry dying (Go's fatal-error code) because it could not make a thread: the pids cap.
+    """
+    if runtime == "runsc" and exit_code == 2 and b"sluice shim: bad request" not in stderr:
+        return (f"pids limit ({limits.pids}) reached: the gVisor sandbox could not start "
+                "a thread and exited with code 2")
+    return f"exited with code {exit_code}"
+
+
 def _check_env(env: Mapping[str, str]) -> None:
+    total = 0
     for key, value in env.items():
         if not isinstance(key, str) or not key or "=" in key or "\0" in key:
             raise SandboxError(f"bad environment variable name {key!r}: non-empty, no '=' or NUL")
         if not isinstance(value, str) or "\0" in value:
             raise SandboxError(f"environment variable {key!r} must be a string without NUL")
+        size = len(key.encode()) + 1 + len(value.encode(errors="surrogateescape")) + 1
+        if size > MAX_ENV_VAR_BYTES:
+            raise SandboxError(
+                f"environment variable {key!r} is {size} bytes as NAME=VALUE; the kernel's limit "
+                f"for one variable is {MAX_ENV_VAR_BYTES} (execve: argument list too long)"
+            )
+        total += size
+    if total > MAX_ENV_BYTES:
+        raise SandboxError(
+            f"the environment is {total} bytes over {len(env)} variables; the limit is {MAX_ENV_BYTES}"
+        )
 
 
 def _check_limits(limits: Limits) -> None:
@@ -133,9 +184,8 @@ class OneShotRunner:
         """Run ``request`` in a fresh container of ``image`` (under ``runtime``, default the
         runner's). ``Result.timings``: ``acquire_ms`` (create, attach, start), ``run_ms``
         (the guest until it exits), ``remove_ms`` (not in ``duration_ms``)."""
-        config = container_config(
-            image, env, limits, runtime=runtime or self.runtime, labels={"sluice.sandbox": self.owner}
-        )
+        runtime = runtime or self.runtime
+        config = container_config(image, env, limits, runtime=runtime, labels={"sluice.sandbox": self.owner})
         started = time.monotonic()
         name = f"sluice-{uuid.uuid4().hex[:16]}"
         try:
@@ -144,7 +194,7 @@ class OneShotRunner:
             raise SandboxError(f"cannot create a container from {image}: {exc.message}") from None
         self.live.add(cid)
         try:
-            result = await self._run(cid, request, limits, started)
+            result = await self._run(cid, request, limits, started, runtime)
         finally:
             # Shielded: a cancelled caller still gets its container removed.
             removing = time.monotonic()
@@ -159,7 +209,7 @@ class OneShotRunner:
             return  # stays in self.live; close() retries
         self.live.discard(cid)
 
-    async def _run(self, cid: str, request: bytes, limits: Limits, started: float) -> Result:
+    async def _run(self, cid: str, request: bytes, limits: Limits, started: float, runtime: str) -> Result:
         out = _Output(limits)
         timed_out = False
         attachment = await self.api.attach(cid)
@@ -209,7 +259,7 @@ class OneShotRunner:
         elif oom:
             error = f"out of memory (limit {limits.memory_mb} MiB)"
         elif exit_code != 0:
-            error = f"exited with code {exit_code}"
+            error = exit_error(exit_code, runtime, limits, bytes(out.bufs[2]))
         return Result(
             ok=error is None,
             stdout=bytes(out.bufs[1]),

@@ -223,7 +223,7 @@ class WarmPool:
         self._starting += 1
         try:
             container = await WarmContainer.start(
-                self.api, name, config, list(spec.command), spec.limits.memory_mb
+                self.api, name, config, list(spec.command), spec.limits.memory_mb, self.config.max_calls
             )
         except BaseException:
             self._unreserve(spec)
@@ -238,7 +238,7 @@ class WarmPool:
 
     def _release(self, container: WarmContainer, spec: Spec, *, reusable: bool) -> None:
         """Back to the idle list, or retired (and replaced when it simply wore out)."""
-        worn_out = container.calls >= self.config.max_calls
+        worn_out = container.calls >= min(self.config.max_calls, container.capacity)
         if self.closing or not reusable or worn_out:
             self._retire(container)
             if worn_out and reusable:

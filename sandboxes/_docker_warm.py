@@ -1,21 +1,31 @@
-"""One warm container: a hardened guest that answers framed requests until retired.
+"""One warm container: a trusted parent that forks a clean child for every call.
 
-The container runs the SDK shim's framed loop (``--serve``) with stdin/stdout on the
-Engine's attach stream, so nothing is mounted and runc and runsc behave the same.
-Requests go out as frames on stdin; the response is the next frame on stdout.
+The container runs ``_docker_serve`` (the guest-side program, passed as ``python3 -c``
+source) with stdin/stdout on the Engine's attach stream, so nothing is mounted and runc
+and runsc behave the same. Its pid 1 imports the SDK and the app once, then forks one
+child per call; after the child, it kills every other process, empties ``/tmp``,
+``/dev/shm`` and ``/dev/mqueue`` and removes SysV IPC objects before it forwards the
+answer. So every call starts from the state right after the app's import: nothing a
+call left (files, processes, threads, a patched SDK) reaches the next one.
 
-Logs: stderr arrives on the same attach stream, but Docker copies stdout and stderr
-in separate goroutines, so a line printed just before the response can arrive after
-it. To give each call exactly its own stderr, the guest runs a small wrapper around
-the shim (:data:`SERVE_WRAPPER`) that, after each response, flushes stderr and writes
-a per-container random marker to fd 2. Everything on stderr up to the marker belongs
-to the call; what the app printed at import belongs to the first call. A guest that
-forges the marker only scrambles its own logs.
+Wire format (host side of ``_docker_serve``): at start the host writes one frame of
+one-time tokens (:data:`TOKEN_BYTES` each, one per call the container may serve). Per
+call: the request frame on stdin; on stdout the response frame, then an *end frame*
+holding the call's token; on stderr the call's logs, then the token in hex between
+``END_PREFIX`` and ``END_SUFFIX``. No child ever holds a token, so a guest cannot end
+its call early, forge an answer for a later call, or push its logs into another call's.
+
+Logs: Docker copies stdout and stderr in separate goroutines, so a line printed just
+before the response can arrive after it; the stderr marker says the call's logs are
+all in. What the app printed at import belongs to the first call.
 
 A call fails (and the pool retires the container) on: no answer within
 ``limits.timeout_s`` (killed), a response frame over ``max_stdout_bytes``, more than
-``max_stderr_bytes`` of logs, stdout bytes outside a response, or the container
-exiting (crash, out of memory, a bad request making the shim quit with code 2).
+``max_stderr_bytes`` of logs, stdout that is not exactly the answer and its end frame,
+or the container exiting (the child crashed, was OOM-killed or sent a bad request: the
+parent exits with the child's code; or leftovers could not be cleaned). A call that
+answered but whose end frame did not follow within ``MARKER_GRACE_S`` keeps its answer;
+the container is retired.
 """
 
 from __future__ import annotations
@@ -26,40 +36,29 @@ import secrets
 import struct
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from sandboxes._docker_api import Attachment, EngineClient, EngineError
+from sandboxes._docker_oneshot import exit_error
+from sandboxes._docker_serve import END_PREFIX, END_SUFFIX, TOKEN_BYTES
 from sandboxes.base import Limits, MiB, Result, SandboxError
 from sluice.protocol import frame
 
-#: The guest-side loop: the shim's own framed server, plus an end-of-call marker on fd 2.
-#: argv: marker, then the shim's arguments. Relies on sluice.shim's serve helpers.
-SERVE_WRAPPER = """\
-import os, sys
-from sluice import shim
-marker = sys.argv[1].encode()
-opts = shim._parse_args(sys.argv[2:])
-proto_in, proto_out = shim._claim_stdio()
-loaded = shim._load(opts)
-def flush():
-    proto_out.flush()
-    for s in (sys.stderr, sys.__stderr__):
-        try:
-            s.flush()
-        except Exception:
-            pass
-    os.write(2, marker)
-sys.exit(0 if shim._serve(proto_in, proto_out.write, flush, loaded) else 2)
-"""
+#: The guest-side program (see ``_docker_serve``); argv after it: the shim's arguments.
+SERVE_SOURCE = Path(__file__).with_name("_docker_serve.py").read_text()
 
 #: Stderr a container may write between calls before it is retired (bytes).
 IDLE_STDERR_BYTES = 1 * MiB
-#: How long to wait for the end-of-call marker once the response is in (s).
-MARKER_GRACE_S = 1.0
+#: How long to wait for the end frame and the end of the logs once the answer is in (s).
+MARKER_GRACE_S = 2.0
 #: Longest wait for an exited container's exit code (s).
 EXIT_WAIT_S = 10.0
+#: Most calls one container serves (one token each: 1 MiB of tokens).
+MAX_TOKENS = 65536
 
 _LEN = struct.Struct(">I")
+_END_FRAME = 4 + TOKEN_BYTES
 
 
 def serve_command(config: dict[str, Any]) -> list[str] | None:
@@ -67,7 +66,7 @@ def serve_command(config: dict[str, Any]) -> list[str] | None:
 
     ``config`` is the image's ``Config`` (from an image inspect). Only images that run
     ``python3 -m sluice.shim ...`` (the guest image and everything built FROM it) can be
-    warm; the marker is appended per container by :meth:`WarmContainer.start`.
+    warm; the tokens are sent per container by :meth:`WarmContainer.start`.
     """
     entry = list(config.get("Entrypoint") or [])
     args = entry[3:] + list(config.get("Cmd") or [])
@@ -75,7 +74,7 @@ def serve_command(config: dict[str, Any]) -> list[str] | None:
         return None
     if "--serve" in args or any(a.startswith("--socket") for a in args):
         return None
-    return [entry[0], "-c", SERVE_WRAPPER, *args]
+    return [entry[0], "-c", SERVE_SOURCE, *args]
 
 
 @dataclass
@@ -86,12 +85,17 @@ class _Exchange:
     stderr_cap: int
     stderr: bytearray
     done: asyncio.Future[None]
+    token: bytes  # this call's end frame body
+    marker: bytes  # this call's end of logs on stderr
     head: bytearray = field(default_factory=bytearray)
     size: int | None = None
     body: bytearray = field(default_factory=bytearray)
     response: bytes | None = None
+    end: bytearray = field(default_factory=bytearray)
+    ended: bool = False
     marker_seen: bool = False
     failure: str | None = None
+    grace: asyncio.TimerHandle | None = None
 
     def finish(self) -> None:
         if not self.done.done():
@@ -107,19 +111,22 @@ class Outcome:
 
 
 class WarmContainer:
-    """A started container in ``--serve`` mode; :meth:`call` one request at a time."""
+    """A started container running ``_docker_serve``; :meth:`call` one request at a time."""
 
-    def __init__(self, api: EngineClient, cid: str, attachment: Attachment, marker: bytes,
-                 memory_mb: int) -> None:
+    def __init__(self, api: EngineClient, cid: str, attachment: Attachment, tokens: bytes,
+                 memory_mb: int, runtime: str) -> None:
         self.api = api
+        self.runtime = runtime
         self.cid = cid
         self.memory_mb = memory_mb
         self.calls = 0
+        #: Calls this container can serve (one token each).
+        self.capacity = len(tokens) // TOKEN_BYTES
         self.last_used = time.monotonic()
         #: Why this container must not serve again (``None`` while it may).
         self.broken: str | None = None
         self._attachment = attachment
-        self._marker = marker
+        self._tokens = tokens
         self._pending = bytearray()  # stderr that arrived outside a call
         self._ex: _Exchange | None = None
         self._eof = False
@@ -127,13 +134,14 @@ class WarmContainer:
 
     @classmethod
     async def start(cls, api: EngineClient, name: str, config: dict[str, Any],
-                    command: list[str], memory_mb: int) -> WarmContainer:
-        """Create, attach and start a container running ``command`` plus a fresh marker.
+                    command: list[str], memory_mb: int, calls: int) -> WarmContainer:
+        """Create, attach and start a container running ``command``; send it tokens for
+        ``calls`` calls (at most :data:`MAX_TOKENS`).
 
         Raises :class:`SandboxError` when the engine refuses; nothing is left behind.
         """
-        marker = f"\x1esluice-end-{secrets.token_hex(12)}\x1e"  # no NUL: it travels in argv
-        config = {**config, "Entrypoint": command[:3], "Cmd": [marker, *command[3:]]}
+        tokens = secrets.token_bytes(TOKEN_BYTES * max(1, min(calls, MAX_TOKENS)))
+        config = {**config, "Entrypoint": command[:3], "Cmd": command[3:]}
         try:
             cid = await api.create(name, config)
         except EngineError as exc:
@@ -142,6 +150,7 @@ class WarmContainer:
             attachment = await api.attach(cid)
             try:
                 await api.start(cid)
+                attachment.writer.write(frame(tokens))
             except BaseException:
                 attachment.close()
                 raise
@@ -150,17 +159,19 @@ class WarmContainer:
             if isinstance(exc, EngineError):
                 raise SandboxError(f"cannot start container: {exc.message}") from None
             raise
-        return cls(api, cid, attachment, marker.encode(), memory_mb)
+        return cls(api, cid, attachment, tokens, memory_mb, str(config.get("HostConfig", {}).get("Runtime", "runc")))
 
     @property
     def healthy(self) -> bool:
-        """Still running and fit to serve: the attach stream is open and nothing broke."""
-        return not self._eof and self.broken is None
+        """Still running and fit to serve: the attach stream is open, nothing broke, and
+        a token is left."""
+        return not self._eof and self.broken is None and self.calls < self.capacity
 
     # --- one call -------------------------------------------------------------
 
     async def call(self, request: bytes, limits: Limits) -> Outcome:
-        """Send ``request``, wait for its response and logs; never raises for guest trouble.
+        """Send ``request``, wait for its response, end frame and logs; never raises for
+        guest trouble.
 
         ``Outcome.reusable`` is false when the container must be retired (the result
         says why). ``exit_code`` is 0 for an answer, the container's code when it
@@ -168,15 +179,19 @@ class WarmContainer:
         """
         if self._ex is not None:
             raise RuntimeError("a warm container serves one request at a time")
+        if self.calls >= self.capacity:
+            raise RuntimeError("this warm container has served all its calls")
         loop = asyncio.get_running_loop()
         started = time.monotonic()
+        token = self._tokens[self.calls * TOKEN_BYTES:(self.calls + 1) * TOKEN_BYTES]
         pending, self._pending = self._pending, bytearray()
-        ex = _Exchange(limits.max_stdout_bytes, limits.max_stderr_bytes, pending, loop.create_future())
+        ex = _Exchange(limits.max_stdout_bytes, limits.max_stderr_bytes, pending, loop.create_future(),
+                       token, END_PREFIX + token.hex().encode() + END_SUFFIX)
         self._ex = ex
         self.calls += 1
         timed_out = False
-        grace: asyncio.TimerHandle | None = None
         try:
+            self._on_stderr(b"")  # the marker cannot be in what came before the call; checks the cap
             async with asyncio.timeout(limits.timeout_s):
                 try:
                     self._attachment.writer.write(frame(request))
@@ -186,17 +201,12 @@ class WarmContainer:
                 if self._eof:
                     ex.finish()
                 await ex.done
-                if ex.response is not None and not ex.marker_seen and ex.failure is None and not self._eof:
-                    # The answer is in but its logs are not all there: wait briefly.
-                    ex.done = loop.create_future()
-                    grace = loop.call_later(MARKER_GRACE_S, ex.finish)
-                    await ex.done
         except TimeoutError:
             timed_out = True
         finally:
             self._ex = None
-            if grace is not None:
-                grace.cancel()
+            if ex.grace is not None:
+                ex.grace.cancel()
         return await self._outcome(ex, limits, started, timed_out)
 
     async def _outcome(self, ex: _Exchange, limits: Limits, started: float, timed_out: bool) -> Outcome:
@@ -214,10 +224,10 @@ class WarmContainer:
         elif ex.response is None:  # the container exited during the call
             exit_code = await self._exit_code()
             stdout = b""
-            error = await self._exit_error(exit_code, limits)
+            error = await self._exit_error(exit_code, limits, bytes(ex.stderr))
             self.broken = "exited"
-        elif not ex.marker_seen:
-            self.broken = "no end-of-call marker"  # the answer stands; its logs may be short
+        elif not (ex.ended and ex.marker_seen):
+            self.broken = "no end of call"  # the answer stands; its logs may be short
         return Outcome(
             Result(
                 ok=error is None, stdout=stdout, stderr=stderr, exit_code=exit_code, error=error,
@@ -233,7 +243,7 @@ class WarmContainer:
         except (TimeoutError, EngineError):
             return None
 
-    async def _exit_error(self, exit_code: int | None, limits: Limits) -> str:
+    async def _exit_error(self, exit_code: int | None, limits: Limits, stderr: bytes) -> str:
         if exit_code is None:
             return "the warm container stopped answering"
         if exit_code != 0:
@@ -241,7 +251,7 @@ class WarmContainer:
                 state = (await self.api.inspect(self.cid)).get("State", {})
                 if state.get("OOMKilled"):
                     return f"out of memory (limit {limits.memory_mb} MiB)"
-            return f"exited with code {exit_code}"
+            return exit_error(exit_code, self.runtime, limits, stderr)
         return "exited with code 0 without a response"
 
     # --- the attach stream ------------------------------------------------------
@@ -270,58 +280,75 @@ class WarmContainer:
             self._pending += chunk
             return
         buf = ex.stderr
-        start = max(0, len(buf) - len(self._marker) + 1)
+        start = max(0, len(buf) - len(ex.marker) + 1)
         buf += chunk
-        at = buf.find(self._marker, start)
+        at = buf.find(ex.marker, start)
         if at >= 0:
-            self._pending += buf[at + len(self._marker):]
+            self._pending += buf[at + len(ex.marker):]
             del buf[at:]
             ex.marker_seen = True
         if len(buf) > ex.stderr_cap:
             del buf[ex.stderr_cap:]
             ex.failure = ex.failure or f"stderr exceeded {ex.stderr_cap} bytes"
             ex.finish()
-        elif ex.marker_seen and ex.response is not None:
+        elif ex.marker_seen and ex.ended:
             ex.finish()
 
     def _on_stdout(self, chunk: bytes) -> None:
         ex = self._ex
-        if ex is None or ex.response is not None:
-            # Protocol bytes nobody asked for: this guest's framing can't be trusted.
-            self.broken = "stdout outside a response"
-            if ex is not None:
-                ex.failure = ex.failure or "the guest wrote past its response"
-                ex.finish()
+        if ex is None or ex.ended:
+            # Protocol bytes nobody asked for: this container's framing can't be trusted.
+            self._bad_stdout(ex, "the guest wrote past its response")
             return
         data = memoryview(chunk)
-        while data:
-            if ex.size is None:
-                need = 4 - len(ex.head)
-                ex.head += data[:need]
-                data = data[need:]
-                if len(ex.head) < 4:
-                    return
-                (ex.size,) = _LEN.unpack(ex.head)
-            need = ex.size - len(ex.body)
-            ex.body += data[:need]
-            data = data[need:]
-            if len(ex.body) > ex.stdout_cap:
-                ex.failure = f"stdout exceeded {ex.stdout_cap} bytes"
-                ex.finish()
+        if ex.response is None:
+            data = self._read_response(ex, data)
+            if ex.response is None or ex.failure is not None:
                 return
-            if ex.size > ex.stdout_cap and len(ex.body) == ex.stdout_cap:
-                ex.failure = f"stdout exceeded {ex.stdout_cap} bytes"  # no need to read the rest
-                ex.finish()
-                return
-            if len(ex.body) < ex.size:
-                return
-            ex.response = bytes(ex.body)
-            if data:
-                self.broken = "stdout outside a response"
-                ex.failure = "the guest wrote past its response"
-            # If the marker is still in flight, call() decides how long to wait for it.
-            ex.finish()
+            # The answer is in: its end frame and logs follow at once, or the call ends anyway.
+            ex.grace = asyncio.get_running_loop().call_later(MARKER_GRACE_S, ex.finish)
+        if not data:
             return
+        need = _END_FRAME - len(ex.end)
+        ex.end += data[:need]
+        data = data[need:]
+        if len(ex.end) < _END_FRAME:
+            return
+        if bytes(ex.end) != _LEN.pack(TOKEN_BYTES) + ex.token:
+            self._bad_stdout(ex, "the guest wrote past its response")  # not the parent's end frame
+            return
+        ex.ended = True
+        if data:
+            self._bad_stdout(ex, "the guest wrote past its response")
+        elif ex.marker_seen:
+            ex.finish()
+
+    def _read_response(self, ex: _Exchange, data: memoryview) -> memoryview:
+        """Feed ``data`` to the response frame; what is left after it."""
+        if ex.size is None:
+            need = 4 - len(ex.head)
+            ex.head += data[:need]
+            data = data[need:]
+            if len(ex.head) < 4:
+                return data
+            (ex.size,) = _LEN.unpack(ex.head)
+        need = ex.size - len(ex.body)
+        ex.body += data[:need]
+        data = data[need:]
+        if len(ex.body) > ex.stdout_cap or (ex.size > ex.stdout_cap and len(ex.body) == ex.stdout_cap):
+            del ex.body[ex.stdout_cap:]
+            ex.failure = f"stdout exceeded {ex.stdout_cap} bytes"  # no need to read the rest
+            ex.finish()
+            return data
+        if len(ex.body) == ex.size:
+            ex.response = bytes(ex.body)
+        return data
+
+    def _bad_stdout(self, ex: _Exchange | None, failure: str) -> None:
+        self.broken = "stdout outside a response"
+        if ex is not None:
+            ex.failure = ex.failure or failure
+            ex.finish()
 
     # --- the end ----------------------------------------------------------------
 

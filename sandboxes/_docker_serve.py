@@ -1,0 +1,289 @@
+"""The program a warm container runs: a trusted parent that forks one child per call.
+
+Runs *inside* the guest (``python3 -c <this file's source> <shim args>``, see
+``_docker_warm``), so it imports nothing from ``sandboxes``, only ``sluice.shim``'s helpers.
+
+The parent (pid 1 of the container) loads the app once, then never runs user code
+again. Per call it forks a child that reads one request frame from stdin, closes
+stdin, answers it (user code runs here) into a fresh memfd, and exits. The parent
+then kills every other process in the container, reaps them, empties ``/tmp``,
+``/dev/shm`` and ``/dev/mqueue``, removes System V IPC objects, and only then copies
+the answer to stdout (``sendfile``: the bytes never enter the parent's memory, so a
+later child cannot find an earlier call's data in its copy of it), followed by an
+**end frame**: the next one-time token of those the host sent at start. The same
+token in hex, between ``END_PREFIX`` and ``END_SUFFIX``, is then written to stderr: the
+host's sign that this call's logs are complete.
+
+Why tokens: under gVisor a child can open ``/proc/1/fd/N`` and so write to the
+parent's stdout. The tokens arrive in the first stdin frame, before any child
+exists; every child zeroes its copy before reading its request, so no user code can
+forge an end frame, and the host never takes a child's bytes for a later call's.
+
+What the parent does when a call did not end cleanly (it exits; the host retires the
+container and reports the exit like any container's): the child exited non-zero or
+was killed (the parent exits with the same code, or 128 + the signal, so an OOM kill
+and ``os._exit(7)`` read as they would without the parent), the child exited 0
+without an answer (end of stdin: exit 0), a process that would not die or a file
+that would not go within ``CLEAN_S``, or bytes on stdin that the host did not send.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+import os
+import select
+import signal
+import struct
+import sys
+import time
+from typing import Any
+
+from sluice import shim
+from sluice.protocol import ProtocolError, frame, read_frame
+
+#: One-time token size (bytes).
+TOKEN_BYTES = 16
+#: Wrapped around a token on stderr at the end of every call.
+END_PREFIX, END_SUFFIX = b"\x1esluice-end-", b"\x1e"
+#: Longest the parent spends killing leftovers and emptying scratch dirs (s).
+CLEAN_S = 2.0
+#: Exit code when the container cannot be cleaned, or its stdin was tampered with.
+EXIT_UNCLEAN = 3
+#: Scratch directories emptied after every call (missing ones are skipped).
+SCRATCH = ("/tmp", "/dev/shm", "/dev/mqueue")
+#: Catchable signals the parent ignores: gVisor delivers them to pid 1, which Linux would not.
+_IGNORED = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGALRM", "SIGPIPE",
+            "SIGTSTP", "SIGTTIN", "SIGTTOU", "SIGVTALRM", "SIGPROF", "SIGXCPU", "SIGXFSZ")
+# (Not SIGCHLD: ignoring it would make the kernel reap children before waitpid sees them.)
+_LEN = struct.Struct(">I")
+_PR_SET_DUMPABLE = 4
+_IPC_RMID = 0
+
+
+def main(argv: list[str]) -> int:
+    opts = shim._parse_args(argv)
+    _, proto_out = shim._claim_stdio()
+    out_fd = proto_out.fileno()
+    libc = ctypes.CDLL(None, use_errno=True)
+    # Not dumpable: a child (same uid) can neither ptrace the parent nor open its
+    # /proc/1/mem, /proc/1/environ or /proc/1/fd (runc; gVisor still opens fd, see above).
+    libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
+    defaults = {name: signal.getsignal(getattr(signal, name)) for name in _IGNORED}
+    for name in _IGNORED:
+        signal.signal(getattr(signal, name), signal.SIG_IGN)
+    loaded = shim._load(opts)
+    tokens = _read_tokens()
+    if tokens is None:
+        return shim.EXIT_OK  # the host went away before the first call
+    gc.freeze()  # children then never touch (and so copy) the pages of what the app imported
+    for n in range(len(tokens) // TOKEN_BYTES):
+        _flush_std()  # else what the app left buffered would be printed again by every child
+        answer = os.memfd_create("sluice-answer", os.MFD_CLOEXEC)
+        pid = os.fork()
+        if pid == 0:
+            _child(loaded, answer, out_fd, tokens, defaults, libc)  # never returns
+        _, status = os.waitpid(pid, 0)
+        deadline = time.monotonic() + CLEAN_S
+        clean = _kill_others(deadline) and _stdin_untouched() and _empty_scratch(deadline) \
+            and _remove_sysv_ipc(libc)
+        size = os.fstat(answer).st_size
+        if not os.WIFEXITED(status) or os.WEXITSTATUS(status) != 0 or size == 0:
+            return _mirror(status)
+        if not _forward(answer, size, out_fd):
+            shim._say("the call's answer is not one frame; closing")
+            return EXIT_UNCLEAN
+        os.close(answer)
+        if not clean:
+            shim._say("cannot clean up after the call; closing")
+            return EXIT_UNCLEAN
+        token = memoryview(tokens)[n * TOKEN_BYTES:(n + 1) * TOKEN_BYTES]
+        _write_all(out_fd, _LEN.pack(TOKEN_BYTES), token)  # one write each: one attach frame each
+        _write_all(2, END_PREFIX, token.hex().encode(), END_SUFFIX)
+        token[:] = bytes(TOKEN_BYTES)
+    return shim.EXIT_OK  # tokens spent: the host retires the container
+
+
+def _child(loaded: shim._Loaded, answer: int, out_fd: int, tokens: bytearray,
+           defaults: dict[str, Any], libc: ctypes.CDLL) -> None:
+    """One call: request from stdin, answer into ``answer``, then ``os._exit``."""
+    code = shim.EXIT_CRASH
+    try:
+        tokens[:] = bytes(len(tokens))  # before any user code: the host's tokens are the parent's alone
+        os.close(out_fd)
+        for name, handler in defaults.items():
+            signal.signal(getattr(signal, name), handler)
+        libc.prctl(_PR_SET_DUMPABLE, 1, 0, 0, 0)  # user code sees its own /proc/self as usual
+        with open(0, "rb", buffering=0, closefd=False) as stdin:
+            data = read_frame(stdin)
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)  # user code never reads the host's stream
+        os.close(null)
+        if data is None:
+            code = shim.EXIT_OK  # end of input: no answer, the parent exits 0
+        else:
+            body = shim._respond(loaded, shim._decode(data))
+            _flush_std()
+            _write_all(answer, frame(body))
+            code = shim.EXIT_OK
+    except ProtocolError as exc:
+        shim._say(f"bad request: {exc}; closing")
+        code = shim.EXIT_BAD_INPUT
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        os._exit(code)
+
+
+def _flush_std() -> None:
+    for stream in (sys.stdout, sys.stderr, sys.__stderr__):
+        try:
+            if stream is not None:
+                stream.flush()
+        except Exception:
+            pass
+
+
+def _read_tokens() -> bytearray | None:
+    """The token frame, read straight into one bytearray: no other copy in memory."""
+    head = bytearray(4)
+    if not _read_into(head):
+        return None
+    (size,) = _LEN.unpack(head)
+    if size == 0 or size % TOKEN_BYTES or size > 1 << 24:
+        raise SystemExit(f"sluice serve: bad token frame of {size} bytes")
+    tokens = bytearray(size)
+    if not _read_into(tokens):
+        return None
+    return tokens
+
+
+def _read_into(buf: bytearray) -> bool:
+    view, got = memoryview(buf), 0
+    while got < len(buf):
+        n = os.readv(0, [view[got:]])
+        if n == 0:
+            return False
+        got += n
+    return True
+
+
+def _write_all(fd: int, *parts: bytes | memoryview) -> None:
+    """Write ``parts`` in order, in one ``writev`` when the pipe takes them at once."""
+    views = [memoryview(part) for part in parts]
+    while views:
+        n = os.writev(fd, views)
+        while views and n >= len(views[0]):
+            n -= len(views[0])
+            views.pop(0)
+        if views:
+            views[0] = views[0][n:]
+
+
+def _forward(answer: int, size: int, out_fd: int) -> bool:
+    """Copy the child's frame from ``answer`` to stdout without reading it into memory."""
+    head = os.pread(answer, 4, 0)
+    if len(head) != 4 or _LEN.unpack(head)[0] != size - 4:
+        return False
+    sent = 0
+    while sent < size:
+        n = os.sendfile(out_fd, answer, sent, size - sent)
+        if n == 0:
+            return False
+        sent += n
+    return True
+
+
+def _mirror(status: int) -> int:
+    """The parent's exit code for a child that ended without an answer."""
+    if os.WIFSIGNALED(status):
+        return 128 + os.WTERMSIG(status)
+    return os.WEXITSTATUS(status) if os.WIFEXITED(status) else shim.EXIT_CRASH
+
+
+def _kill_others(deadline: float) -> bool:
+    """SIGKILL every other process in the container and reap them; False if one stays."""
+    me = os.getpid()
+    while True:
+        try:
+            os.kill(-1, signal.SIGKILL)  # all we may signal but ourselves (and init: us)
+        except ProcessLookupError:
+            pass
+        while True:  # orphans are reparented to pid 1: reap them all
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+        if not [p for p in os.listdir("/proc") if p.isdigit() and int(p) != me]:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.001)
+
+
+def _stdin_untouched() -> bool:
+    """Nothing may wait on stdin now: the host sends the next request only after the end frame."""
+    ready, _, _ = select.select([0], [], [], 0)
+    return not ready
+
+
+def _empty_scratch(deadline: float) -> bool:
+    for top in SCRATCH:
+        try:
+            entries = os.listdir(top)
+        except OSError:
+            continue  # not mounted here
+        for name in entries:
+            if not _remove(os.path.join(top, name), deadline):
+                return False
+        if os.listdir(top):
+            return False
+    return True
+
+
+def _remove(path: str, deadline: float) -> bool:
+    """Remove ``path`` and all under it, making directories writable first; bounded in time."""
+    stack = [path]
+    while stack:
+        if time.monotonic() > deadline:
+            return False
+        top = stack[-1]
+        try:
+            if os.path.isdir(top) and not os.path.islink(top):
+                os.chmod(top, 0o700)
+                inside = os.listdir(top)
+                if inside:
+                    stack.extend(os.path.join(top, name) for name in inside)
+                    continue
+                os.rmdir(top)
+            else:
+                os.unlink(top)
+        except FileNotFoundError:
+            pass
+        except OSError:
+            return False
+        stack.pop()
+    return True
+
+
+def _remove_sysv_ipc(libc: ctypes.CDLL) -> bool:
+    """Remove System V shared memory, semaphores and message queues a call left."""
+    ok = True
+    for kind, remove in (("shm", libc.shmctl), ("sem", libc.semctl), ("msg", libc.msgctl)):
+        try:
+            with open(f"/proc/sysvipc/{kind}") as f:
+                ids = [int(line.split()[1]) for line in f.readlines()[1:] if line.strip()]
+        except (OSError, ValueError, IndexError):
+            continue
+        for ipc_id in ids:
+            done = remove(ipc_id, 0, _IPC_RMID) if kind == "sem" else remove(ipc_id, _IPC_RMID, None)
+            ok = ok and done == 0
+    return ok
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
