@@ -9,7 +9,8 @@
 #   `dockerd --bridge=none --iptables=false --ip6tables=false` in the background
 #   (no systemd needed; log in /var/log/sluice-dockerd.log) and wait up to 60 s.
 # * --gvisor also installs runsc and registers it in /etc/docker/daemon.json with
-#   --platform=ptrace --network=none --host-uds=all, then reloads dockerd (SIGHUP).
+#   --platform=ptrace --network=none --host-uds=all --oci-seccomp, then reloads dockerd
+#   (SIGHUP). An existing runsc entry missing one of these flags is updated the same way.
 #
 # No bridge and no NAT: every sandbox runs with --network none (see
 # docs/sandboxes-docker.md). Must run as root. Exits non-zero with the log tail
@@ -24,7 +25,7 @@ GVISOR=0
 for arg in "$@"; do
   case "$arg" in
     --gvisor) GVISOR=1 ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
     *) echo "docker-engine.sh: unknown argument $arg (expected --gvisor)" >&2; exit 2 ;;
   esac
 done
@@ -32,7 +33,13 @@ done
 say() { echo "docker-engine: $*" >&2; }
 
 engine_up() { docker info >/dev/null 2>&1; }
-runsc_registered() { docker info --format '{{json .Runtimes}}' 2>/dev/null | grep -q '"runsc"'; }
+# Registered, and with every flag we need (an older entry may lack --oci-seccomp).
+runsc_registered() {
+  docker info --format '{{json .Runtimes}}' 2>/dev/null | python3 -c '
+import json, sys
+runsc = json.load(sys.stdin).get("runsc") or {}
+sys.exit(0 if "--oci-seccomp" in (runsc.get("runtimeArgs") or []) else 1)'
+}
 
 if engine_up && { [ "$GVISOR" = 0 ] || runsc_registered; }; then
   say "engine already answering"
@@ -87,7 +94,9 @@ if gvisor:
         "path": runsc,
         # --network=none: without it runsc refuses to start in the root netns.
         # --host-uds=all: lets the host connect to sockets the sandbox creates.
-        "runtimeArgs": ["--platform=ptrace", "--network=none", "--host-uds=all"],
+        # --oci-seccomp: apply the container's seccomp profile (Docker's default) inside
+        # the sandbox too; without it a guest can unshare(CLONE_NEWUSER) and more.
+        "runtimeArgs": ["--platform=ptrace", "--network=none", "--host-uds=all", "--oci-seccomp"],
     }
 if json.dumps(config, sort_keys=True) != before or not os.path.exists(path):
     with open(path, "w") as f:
@@ -97,7 +106,7 @@ if json.dumps(config, sort_keys=True) != before or not os.path.exists(path):
 PY
 
 if engine_up; then
-  # Running, but runsc was missing from its runtimes: reload the config.
+  # Running, but runsc was missing from its runtimes or lacked a flag: reload the config.
   say "reloading dockerd to pick up $DAEMON_JSON"
   if [ -f /var/run/docker.pid ]; then
     kill -HUP "$(cat /var/run/docker.pid)"
