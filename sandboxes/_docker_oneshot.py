@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
+from sandboxes import _docker_seccomp as seccomp
 from sandboxes._docker_api import EngineClient, EngineError
 from sandboxes.base import Limits, MiB, Result, SandboxError
 
@@ -49,7 +50,8 @@ def container_config(
     No network interface, read-only root, a noexec ``/tmp`` of ``limits.tmpfs_mb`` and a
     ``/dev/shm`` of the same size (Docker's default would be an uncapped 64 MiB),
     every capability dropped, no privilege gain, the default seccomp profile (by not
-    overriding it), a non-root user, pids/memory/CPU caps with swap off, no mounts,
+    overriding it; under runsc an equivalent one, see ``_docker_seccomp``), a non-root
+    user, pids/memory/CPU caps with swap off, no mounts,
     no log driver (output travels only over the attach stream, so a flood cannot
     fill the host's disk), and only ``env``. Under ``runsc`` the pids cap is scaled
     (see :data:`RUNSC_PIDS_PER_TASK`) so that it still means guest processes and threads.
@@ -79,7 +81,7 @@ def container_config(
             "ReadonlyRootfs": True,
             "Tmpfs": {"/tmp": f"rw,noexec,nosuid,nodev,size={limits.tmpfs_mb}m"},
             "CapDrop": ["ALL"],
-            "SecurityOpt": ["no-new-privileges"],
+            "SecurityOpt": security_opts(runtime),
             "PidsLimit": host_pids(limits, runtime),
             "Memory": memory,
             "MemorySwap": memory,
@@ -94,6 +96,14 @@ def container_config(
             "Mounts": [],
         },
     }
+
+
+def security_opts(runtime: str) -> list[str]:
+    """No privilege gain; under runsc also the seccomp profile of ``_docker_seccomp``
+    (runc keeps Docker's default profile by not naming one)."""
+    if runtime == "runsc":
+        return ["no-new-privileges", f"seccomp={seccomp.profile_json()}"]
+    return ["no-new-privileges"]
 
 
 def host_pids(limits: Limits, runtime: str) -> int:

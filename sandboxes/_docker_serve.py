@@ -5,14 +5,16 @@ Runs *inside* the guest (``python3 -c <this file's source> <shim args>``, see
 
 The parent (pid 1 of the container) loads the app once, then never runs user code
 again. Per call it forks a child that reads one request frame from stdin, closes
-stdin, answers it (user code runs here) into a fresh memfd, and exits. The parent
-then kills every other process in the container, reaps them, empties ``/tmp``,
-``/dev/shm`` and ``/dev/mqueue``, removes System V IPC objects, and only then copies
-the answer to stdout (``sendfile``: the bytes never enter the parent's memory, so a
-later child cannot find an earlier call's data in its copy of it), followed by an
-**end frame**: the next one-time token of those the host sent at start. The same
-token in hex, between ``END_PREFIX`` and ``END_SUFFIX``, is then written to stderr: the
-host's sign that this call's logs are complete.
+stdin, writes its answer frame into a pipe (user code runs here) and exits. The parent
+copies that pipe to stdout as it fills (``splice``: the bytes never enter the parent's
+memory, so a later child cannot find an earlier call's data in its copy of it); once
+the child has exited and its pipe is closed, it kills every other process in the
+container, reaps them, empties ``/tmp``, ``/dev/shm`` and ``/dev/mqueue`` and removes
+System V IPC objects; only then does it write an **end frame**: the next one-time token
+of those the host sent at start. The same token in hex, between ``END_PREFIX`` and
+``END_SUFFIX``, is then written to stderr: the host's sign that this call's logs are
+complete and the container is clean. A call's stdout is whatever its child wrote to the
+pipe, a flood included: the host checks the frame and caps it.
 
 Why tokens: under gVisor a child can open ``/proc/1/fd/N`` and so write to the
 parent's stdout. The tokens arrive in the first stdin frame, before any child
@@ -56,8 +58,13 @@ SCRATCH = ("/tmp", "/dev/shm", "/dev/mqueue")
 _IGNORED = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGALRM", "SIGPIPE",
             "SIGTSTP", "SIGTTIN", "SIGTTOU", "SIGVTALRM", "SIGPROF", "SIGXCPU", "SIGXFSZ")
 # (Not SIGCHLD: ignoring it would make the kernel reap children before waitpid sees them.)
+#: Said on stderr when the OOM killer took the call's process; the host reports it as such.
+OOM_LINE = "the call was killed by the out-of-memory killer"
+#: How often the parent looks whether the child ended while its pipe stays open (ms).
+_FORWARD_POLL_MS = 10
 _LEN = struct.Struct(">I")
 _PR_SET_DUMPABLE = 4
+_PF_EXITING = 0x4
 _IPC_RMID = 0
 
 
@@ -77,23 +84,29 @@ def main(argv: list[str]) -> int:
     if tokens is None:
         return shim.EXIT_OK  # the host went away before the first call
     gc.freeze()  # children then never touch (and so copy) the pages of what the app imported
+    oom_kills = _oom_kills()
     for n in range(len(tokens) // TOKEN_BYTES):
         _flush_std()  # else what the app left buffered would be printed again by every child
-        answer = os.memfd_create("sluice-answer", os.MFD_CLOEXEC)
-        pid = os.fork()
+        answer, answer_w = os.pipe2(os.O_CLOEXEC)  # not inherited by programs a call starts
+        pid = _fork()
         if pid == 0:
-            _child(loaded, answer, out_fd, tokens, defaults, libc)  # never returns
-        _, status = os.waitpid(pid, 0)
+            os.close(answer)
+            _child(loaded, answer_w, out_fd, tokens, defaults, libc)  # never returns
+        os.close(answer_w)
         deadline = time.monotonic() + CLEAN_S
+        sent, complete, status = _forward(answer, out_fd, pid)
+        os.close(answer)
+        if sent is None:
+            shim._say("a process of the call would not die; closing")
+            return EXIT_UNCLEAN
+        if not complete:  # no whole answer: the child's exit says why
+            if status is None:
+                _, status = os.waitpid(pid, 0)
+            if os.WIFSIGNALED(status) and _oom_kills() > oom_kills:
+                shim._say(OOM_LINE)
+            return _mirror(status)
         clean = _kill_others(deadline) and _stdin_untouched() and _empty_scratch(deadline) \
             and _remove_sysv_ipc(libc)
-        size = os.fstat(answer).st_size
-        if not os.WIFEXITED(status) or os.WEXITSTATUS(status) != 0 or size == 0:
-            return _mirror(status)
-        if not _forward(answer, size, out_fd):
-            shim._say("the call's answer is not one frame; closing")
-            return EXIT_UNCLEAN
-        os.close(answer)
         if not clean:
             shim._say("cannot clean up after the call; closing")
             return EXIT_UNCLEAN
@@ -106,7 +119,7 @@ def main(argv: list[str]) -> int:
 
 def _child(loaded: shim._Loaded, answer: int, out_fd: int, tokens: bytearray,
            defaults: dict[str, Any], libc: ctypes.CDLL) -> None:
-    """One call: request from stdin, answer into ``answer``, then ``os._exit``."""
+    """One call: request from stdin, answer frame into the pipe ``answer``, then ``os._exit``."""
     code = shim.EXIT_CRASH
     try:
         tokens[:] = bytes(len(tokens))  # before any user code: the host's tokens are the parent's alone
@@ -125,6 +138,7 @@ def _child(loaded: shim._Loaded, answer: int, out_fd: int, tokens: bytearray,
             body = shim._respond(loaded, shim._decode(data))
             _flush_std()
             _write_all(answer, frame(body))
+            os.close(answer)  # the parent's end of input now, not after this process's exit
             code = shim.EXIT_OK
     except ProtocolError as exc:
         shim._say(f"bad request: {exc}; closing")
@@ -182,29 +196,87 @@ def _write_all(fd: int, *parts: bytes | memoryview) -> None:
             views[0] = views[0][n:]
 
 
-def _forward(answer: int, size: int, out_fd: int) -> bool:
-    """Copy the child's frame from ``answer`` to stdout without reading it into memory."""
-    head = os.pread(answer, 4, 0)
-    if len(head) != 4 or _LEN.unpack(head)[0] != size - 4:
-        return False
-    sent = 0
-    while sent < size:
-        n = os.sendfile(out_fd, answer, sent, size - sent)
+def _forward(answer: int, out_fd: int, pid: int) -> tuple[int | None, bool, int | None]:
+    """Copy what the child writes to ``answer`` to stdout until no process holds the pipe.
+
+    Returns (bytes copied, or ``None`` if the pipe stayed open past ``CLEAN_S`` after the
+    child ended; whether they were exactly one frame; the child's wait status if it was
+    reaped here, else ``None``: a child that answered and closed its pipe is not waited
+    for, since its exit, which frees its memory, takes longer than the rest of the call).
+    ``splice`` keeps the answer out of the parent's memory: no later child can find an
+    earlier call's answer in its copy of it. Every byte is copied, a child's flood too:
+    the host checks the frame and caps stdout.
+    """
+    poller = select.poll()
+    poller.register(answer, select.POLLIN)
+    head, sent, status, deadline = b"", 0, None, None
+    while True:
+        if not poller.poll(_FORWARD_POLL_MS):
+            if status is None:
+                done, status_now = os.waitpid(pid, os.WNOHANG)
+                if done:  # the child is gone but something holds its pipe: kill it all
+                    status, deadline = status_now, time.monotonic() + CLEAN_S
+                    _kill_others(deadline)
+            elif deadline is not None and time.monotonic() > deadline:
+                return None, False, status
+            continue
+        if len(head) < 4:  # the frame's length (not the answer) goes through memory
+            data = os.read(answer, 4 - len(head))
+            head += data
+            _write_all(out_fd, data)
+            n = len(data)
+        else:
+            n = _move(answer, out_fd)
         if n == 0:
-            return False
+            break
         sent += n
-    return True
+    complete = len(head) == 4 and sent == 4 + _LEN.unpack(head)[0]
+    return sent, complete, status
 
 
-def _mirror(status: int) -> int:
+_splice = True
+
+
+def _move(src: int, dst: int) -> int:
+    """Move what is ready on pipe ``src`` to ``dst`` (0 at end of input)."""
+    global _splice
+    if _splice:
+        try:
+            return os.splice(src, dst, 1 << 20)
+        except OSError:
+            _splice = False  # not supported between these two: copy through memory
+    data = os.read(src, 1 << 16)
+    _write_all(dst, data)
+    return len(data)
+
+
+def _oom_kills() -> int:
+    """The container's OOM-kill count (cgroup v1 or v2; 0 where there is none, e.g. gVisor)."""
+    for path in ("/sys/fs/cgroup/memory/memory.oom_control", "/sys/fs/cgroup/memory.events"):
+        try:
+            with open(path) as f:
+                for line in f:
+                    key, _, value = line.partition(" ")
+                    if key == "oom_kill":
+                        return int(value)
+        except (OSError, ValueError):
+            continue
+    return 0
+
+
+def _mirror(status: int | None) -> int:
     """The parent's exit code for a child that ended without an answer."""
+    if status is None:
+        return EXIT_UNCLEAN
     if os.WIFSIGNALED(status):
         return 128 + os.WTERMSIG(status)
     return os.WEXITSTATUS(status) if os.WIFEXITED(status) else shim.EXIT_CRASH
 
 
 def _kill_others(deadline: float) -> bool:
-    """SIGKILL every other process in the container and reap them; False if one stays."""
+    """SIGKILL every other process in the container; False if one is still alive at
+    ``deadline``. Zombies are reaped; a process already exiting (it can run no more
+    code) counts as gone, so the call need not wait while the kernel frees its memory."""
     me = os.getpid()
     while True:
         try:
@@ -218,11 +290,43 @@ def _kill_others(deadline: float) -> bool:
                 break
             if pid == 0:
                 break
-        if not [p for p in os.listdir("/proc") if p.isdigit() and int(p) != me]:
+        if not [p for p in os.listdir("/proc") if p.isdigit() and int(p) != me and _alive(p)]:
             return True
         if time.monotonic() > deadline:
             return False
         time.sleep(0.001)
+
+
+def _alive(pid: str) -> bool:
+    """Whether any thread of process ``pid`` may still run user code: not a zombie, and
+    not exiting (``PF_EXITING`` in /proc's flags; where /proc shows no flags, e.g.
+    gVisor, only a zombie counts as gone)."""
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return False  # gone meanwhile
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat", "rb") as f:
+                fields = f.read().rpartition(b")")[2].split()
+        except OSError:
+            continue
+        if fields and fields[0] not in (b"Z", b"X") and not int(fields[6]) & _PF_EXITING:
+            return True
+    return False
+
+
+def _fork() -> int:
+    """``os.fork``, retried while the pids cap is held by exiting children not yet reaped."""
+    for _ in range(100):
+        try:
+            return os.fork()
+        except BlockingIOError:
+            try:
+                os.waitpid(-1, 0)
+            except ChildProcessError:
+                time.sleep(0.01)
+    return os.fork()
 
 
 def _stdin_untouched() -> bool:

@@ -41,7 +41,7 @@ from typing import Any
 
 from sandboxes._docker_api import Attachment, EngineClient, EngineError
 from sandboxes._docker_oneshot import exit_error
-from sandboxes._docker_serve import END_PREFIX, END_SUFFIX, TOKEN_BYTES
+from sandboxes._docker_serve import END_PREFIX, END_SUFFIX, OOM_LINE, TOKEN_BYTES
 from sandboxes.base import Limits, MiB, Result, SandboxError
 from sluice.protocol import frame
 
@@ -249,7 +249,9 @@ class WarmContainer:
         if exit_code != 0:
             with contextlib.suppress(EngineError):
                 state = (await self.api.inspect(self.cid)).get("State", {})
-                if state.get("OOMKilled"):
+                # OOMKilled is set when the OOM killer took pid 1; the serving parent says
+                # so itself when it took the call's process instead.
+                if state.get("OOMKilled") or (exit_code == 137 and OOM_LINE.encode() in stderr):
                     return f"out of memory (limit {limits.memory_mb} MiB)"
             return exit_error(exit_code, self.runtime, limits, stderr)
         return "exited with code 0 without a response"
