@@ -85,6 +85,7 @@ def main(argv: list[str]) -> int:
         return shim.EXIT_OK  # the host went away before the first call
     gc.freeze()  # children then never touch (and so copy) the pages of what the app imported
     oom_kills = _oom_kills()
+    unreaped = 0  # an answered child still freeing its memory: reaped during the next call
     for n in range(len(tokens) // TOKEN_BYTES):
         _flush_std()  # else what the app left buffered would be printed again by every child
         answer, answer_w = os.pipe2(os.O_CLOEXEC)  # not inherited by programs a call starts
@@ -94,7 +95,7 @@ def main(argv: list[str]) -> int:
             _child(loaded, answer_w, out_fd, tokens, defaults, libc)  # never returns
         os.close(answer_w)
         deadline = time.monotonic() + CLEAN_S
-        sent, complete, status = _forward(answer, out_fd, pid)
+        sent, complete, status = _forward(answer, out_fd, pid, unreaped)
         os.close(answer)
         if sent is None:
             shim._say("a process of the call would not die; closing")
@@ -114,6 +115,7 @@ def main(argv: list[str]) -> int:
         _write_all(out_fd, _LEN.pack(TOKEN_BYTES), token)  # one write each: one attach frame each
         _write_all(2, END_PREFIX, token.hex().encode(), END_SUFFIX)
         token[:] = bytes(TOKEN_BYTES)
+        unreaped = pid if status is None else 0
     return shim.EXIT_OK  # tokens spent: the host retires the container
 
 
@@ -196,13 +198,15 @@ def _write_all(fd: int, *parts: bytes | memoryview) -> None:
             views[0] = views[0][n:]
 
 
-def _forward(answer: int, out_fd: int, pid: int) -> tuple[int | None, bool, int | None]:
+def _forward(answer: int, out_fd: int, pid: int, unreaped: int) -> tuple[int | None, bool, int | None]:
     """Copy what the child writes to ``answer`` to stdout until no process holds the pipe.
 
     Returns (bytes copied, or ``None`` if the pipe stayed open past ``CLEAN_S`` after the
     child ended; whether they were exactly one frame; the child's wait status if it was
     reaped here, else ``None``: a child that answered and closed its pipe is not waited
-    for, since its exit, which frees its memory, takes longer than the rest of the call).
+    for, since its exit, which frees its memory, takes longer than the rest of the call;
+    it is reaped here, as ``unreaped``, during the next call, so its zombie holds a pid
+    for about a millisecond).
     ``splice`` keeps the answer out of the parent's memory: no later child can find an
     earlier call's answer in its copy of it. Every byte is copied, a child's flood too:
     the host checks the frame and caps stdout.
@@ -211,7 +215,14 @@ def _forward(answer: int, out_fd: int, pid: int) -> tuple[int | None, bool, int 
     poller.register(answer, select.POLLIN)
     head, sent, status, deadline = b"", 0, None, None
     while True:
-        if not poller.poll(_FORWARD_POLL_MS):
+        if not poller.poll(1 if unreaped else _FORWARD_POLL_MS):
+            if unreaped:
+                try:
+                    done, _ = os.waitpid(unreaped, os.WNOHANG)
+                except ChildProcessError:
+                    done = unreaped  # the sweep reaped it
+                unreaped = 0 if done else unreaped
+                continue
             if status is None:
                 done, status_now = os.waitpid(pid, os.WNOHANG)
                 if done:  # the child is gone but something holds its pipe: kill it all
@@ -294,7 +305,7 @@ def _kill_others(deadline: float) -> bool:
             return True
         if time.monotonic() > deadline:
             return False
-        time.sleep(0.001)
+        time.sleep(0.0001)  # a SIGKILLed process is exiting within microseconds
 
 
 def _alive(pid: str) -> bool:
