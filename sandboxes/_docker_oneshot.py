@@ -113,6 +113,16 @@ def host_pids(limits: Limits, runtime: str) -> int:
     return limits.pids
 
 
+def oom_killed(state: Mapping[str, Any], exit_code: int, runtime: str) -> bool:
+    """Whether an exited container (its inspect ``State``) was killed for memory.
+
+    Docker's ``OOMKilled`` flag is not always set for gVisor: there the host's OOM killer
+    takes a sandbox process and the container ends with 137 (SIGKILL), which nothing else
+    causes without the host asking (a kill the host sends is never reported this way).
+    """
+    return bool(state.get("OOMKilled")) or (runtime == "runsc" and exit_code == 137)
+
+
 def exit_error(exit_code: int, runtime: str, limits: Limits, stderr: bytes) -> str:
     """``Result.error`` for a guest that exited with ``exit_code`` (not OOM-killed).
 
@@ -255,7 +265,7 @@ class OneShotRunner:
         oom = False
         if exit_code != 0 and not timed_out and not out.exceeded:
             state = (await self.api.inspect(cid)).get("State", {})
-            oom = bool(state.get("OOMKilled"))
+            oom = oom_killed(state, exit_code, runtime)
         if self.closing:
             # The host killed it, not the guest's fault: say so instead of "code 137".
             raise SandboxError("the docker sandbox was closed during the run")

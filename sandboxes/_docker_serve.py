@@ -85,7 +85,6 @@ def main(argv: list[str]) -> int:
         return shim.EXIT_OK  # the host went away before the first call
     gc.freeze()  # children then never touch (and so copy) the pages of what the app imported
     oom_kills = _oom_kills()
-    unreaped = 0  # an answered child still freeing its memory: reaped during the next call
     for n in range(len(tokens) // TOKEN_BYTES):
         _flush_std()  # else what the app left buffered would be printed again by every child
         answer, answer_w = os.pipe2(os.O_CLOEXEC)  # not inherited by programs a call starts
@@ -95,7 +94,7 @@ def main(argv: list[str]) -> int:
             _child(loaded, answer_w, out_fd, tokens, defaults, libc)  # never returns
         os.close(answer_w)
         deadline = time.monotonic() + CLEAN_S
-        sent, complete, status = _forward(answer, out_fd, pid, unreaped)
+        sent, complete, status = _forward(answer, out_fd, pid)
         os.close(answer)
         if sent is None:
             shim._say("a process of the call would not die; closing")
@@ -103,7 +102,7 @@ def main(argv: list[str]) -> int:
         if not complete:  # no whole answer: the child's exit says why
             if status is None:
                 _, status = os.waitpid(pid, 0)
-            if os.WIFSIGNALED(status) and _oom_kills() > oom_kills:
+            if os.WIFSIGNALED(status) and _by_oom_killer(os.WTERMSIG(status), oom_kills):
                 shim._say(OOM_LINE)
             return _mirror(status)
         clean = _kill_others(deadline) and _stdin_untouched() and _empty_scratch(deadline) \
@@ -115,7 +114,9 @@ def main(argv: list[str]) -> int:
         _write_all(out_fd, _LEN.pack(TOKEN_BYTES), token)  # one write each: one attach frame each
         _write_all(2, END_PREFIX, token.hex().encode(), END_SUFFIX)
         token[:] = bytes(TOKEN_BYTES)
-        unreaped = pid if status is None else 0
+        if not _reap_all(time.monotonic() + CLEAN_S):  # while the host reads the answer
+            shim._say("a process of the call would not go; closing")
+            return EXIT_UNCLEAN
     return shim.EXIT_OK  # tokens spent: the host retires the container
 
 
@@ -198,15 +199,14 @@ def _write_all(fd: int, *parts: bytes | memoryview) -> None:
             views[0] = views[0][n:]
 
 
-def _forward(answer: int, out_fd: int, pid: int, unreaped: int) -> tuple[int | None, bool, int | None]:
+def _forward(answer: int, out_fd: int, pid: int) -> tuple[int | None, bool, int | None]:
     """Copy what the child writes to ``answer`` to stdout until no process holds the pipe.
 
     Returns (bytes copied, or ``None`` if the pipe stayed open past ``CLEAN_S`` after the
     child ended; whether they were exactly one frame; the child's wait status if it was
     reaped here, else ``None``: a child that answered and closed its pipe is not waited
-    for, since its exit, which frees its memory, takes longer than the rest of the call;
-    it is reaped here, as ``unreaped``, during the next call, so its zombie holds a pid
-    for about a millisecond).
+    for here, since its exit, which frees its memory, takes longer than the rest of the
+    call; it is reaped after the end frame, before the next child is forked).
     ``splice`` keeps the answer out of the parent's memory: no later child can find an
     earlier call's answer in its copy of it. Every byte is copied, a child's flood too:
     the host checks the frame and caps stdout.
@@ -215,14 +215,7 @@ def _forward(answer: int, out_fd: int, pid: int, unreaped: int) -> tuple[int | N
     poller.register(answer, select.POLLIN)
     head, sent, status, deadline = b"", 0, None, None
     while True:
-        if not poller.poll(1 if unreaped else _FORWARD_POLL_MS):
-            if unreaped:
-                try:
-                    done, _ = os.waitpid(unreaped, os.WNOHANG)
-                except ChildProcessError:
-                    done = unreaped  # the sweep reaped it
-                unreaped = 0 if done else unreaped
-                continue
+        if not poller.poll(_FORWARD_POLL_MS):
             if status is None:
                 done, status_now = os.waitpid(pid, os.WNOHANG)
                 if done:  # the child is gone but something holds its pipe: kill it all
@@ -261,8 +254,18 @@ def _move(src: int, dst: int) -> int:
     return len(data)
 
 
-def _oom_kills() -> int:
-    """The container's OOM-kill count (cgroup v1 or v2; 0 where there is none, e.g. gVisor)."""
+def _by_oom_killer(signum: int, before: int | None) -> bool:
+    """Whether the OOM killer took the child: the cgroup's count went up; where there is
+    no count (gVisor, whose own OOM killer acts inside the sandbox), a SIGKILL nobody here
+    sent is taken for it."""
+    now = _oom_kills()
+    if now is None or before is None:
+        return signum == signal.SIGKILL
+    return now > before
+
+
+def _oom_kills() -> int | None:
+    """The container's OOM-kill count (cgroup v1 or v2); ``None`` where there is none."""
     for path in ("/sys/fs/cgroup/memory/memory.oom_control", "/sys/fs/cgroup/memory.events"):
         try:
             with open(path) as f:
@@ -272,7 +275,7 @@ def _oom_kills() -> int:
                         return int(value)
         except (OSError, ValueError):
             continue
-    return 0
+    return None
 
 
 def _mirror(status: int | None) -> int:
@@ -325,6 +328,26 @@ def _alive(pid: str) -> bool:
         if fields and fields[0] not in (b"Z", b"X") and not int(fields[6]) & _PF_EXITING:
             return True
     return False
+
+
+def _reap_all(deadline: float) -> bool:
+    """Wait until the container holds no process but this one (all were killed, and are
+    exiting); False at ``deadline``. So no call sees an earlier call's zombie, nor has
+    its pids cap short by one."""
+    me = os.getpid()
+    while True:
+        while True:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+        if not [p for p in os.listdir("/proc") if p.isdigit() and int(p) != me]:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.0001)
 
 
 def _fork() -> int:

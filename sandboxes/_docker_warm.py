@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from sandboxes._docker_api import Attachment, EngineClient, EngineError
-from sandboxes._docker_oneshot import exit_error
+from sandboxes._docker_oneshot import exit_error, oom_killed
 from sandboxes._docker_serve import END_PREFIX, END_SUFFIX, OOM_LINE, TOKEN_BYTES
 from sandboxes.base import Limits, MiB, Result, SandboxError
 from sluice.protocol import frame
@@ -251,7 +251,8 @@ class WarmContainer:
                 state = (await self.api.inspect(self.cid)).get("State", {})
                 # OOMKilled is set when the OOM killer took pid 1; the serving parent says
                 # so itself when it took the call's process instead.
-                if state.get("OOMKilled") or (exit_code == 137 and OOM_LINE.encode() in stderr):
+                oom_line = exit_code == 137 and OOM_LINE.encode() in stderr
+                if oom_killed(state, exit_code, self.runtime) or oom_line:
                     return f"out of memory (limit {limits.memory_mb} MiB)"
             return exit_error(exit_code, self.runtime, limits, stderr)
         return "exited with code 0 without a response"

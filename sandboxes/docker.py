@@ -14,7 +14,9 @@ or per target (``Target.isolation``).
 
 Warm pools (``_docker_pool``): a target whose image runs the SDK shim (every python
 target) is served by a container kept running for its function version and limits,
-started on first use and reused until it wears out, fails, idles or is evicted;
+started on first use and reused until it wears out, fails, idles or is evicted. Each
+call runs in a fresh fork of the container's trusted pid 1 (``_docker_serve``), which
+then kills what the call left and empties its scratch dirs: calls share no state.
 ``Target.warm=False`` or ``PoolConfig(enabled=False)`` forces one container per call.
 
 Example::
