@@ -85,37 +85,11 @@ RUNSC_PIDS_BUG = (
     "'bad request' code - instead of an error naming the pids limit"
 )
 
-#: Known bug: a warm container goes on serving after a call that left processes or files.
-WARM_REUSE_BUG = (
-    "the Docker warm pool keeps a container whose call answered (even with a step error) and serves "
-    "later calls of the same function from it, so processes, threads and /tmp files an earlier call "
-    "left behind are still there (a thread bomb's threads keep the pids cap spent; a disk fill "
-    "keeps /tmp full)"
-)
-
-#: Known bug: a warm container keeps serving after its guest tampered with the shim or SDK.
-WARM_POISON_BUG = (
-    "a warm container stays in the pool after a call whose guest patched its own SDK (here "
-    "sluice._app's encoders) and then failed normally with an error op: every later call of the "
-    "function served by that container gets the attacker's bytes instead of its answer"
-)
-
-#: Known bug: gVisor as registered ignores the OCI seccomp profile.
-RUNSC_SECCOMP_BUG = (
-    "runsc applies the container's OCI seccomp profile (Docker's default, DESIGN 5) only when started "
-    "with --oci-seccomp, and scripts/docker-engine.sh registers it without: unshare(CLONE_NEWUSER) "
-    "succeeds, giving the guest every capability in a new user namespace (then unshare(CLONE_NEWNS) "
-    "and chroot succeed too) - contained by gVisor's own kernel, but runc refuses all three"
-)
 
 
 
-#: Known bug (sandboxes/_docker_oneshot.py): an environment execve refuses is not checked up front.
-HUGE_ENV_BUG = (
-    "_docker_oneshot._check_env accepts a variable of any size; under runc a value over the kernel's "
-    "MAX_ARG_STRLEN (128 KiB) makes the container's execve fail with E2BIG and the call ends as a "
-    "bare 'exited with code 1' with empty stderr, instead of a SandboxError naming the variable"
-)
+
+
 #: Known bug (sandboxes/_docker_api.py): create bodies over 1 MiB go to aiohttp as raw bytes.
 LARGE_BODY_BUG = (
     "EngineClient.call passes json=body to aiohttp, which serialises it to bytes and, past 1 MiB "
@@ -124,12 +98,6 @@ LARGE_BODY_BUG = (
     "instead of a Result or SandboxError"
 )
 
-#: Known bug: /dev/shm is writable and not capped by Limits.tmpfs_mb.
-DEV_SHM_BUG = (
-    "container_config leaves Docker's default /dev/shm: a writable 64 MiB tmpfs that Limits.tmpfs_mb "
-    "does not cap (no ShmSize, not read-only), so a guest has 64 MiB of scratch space more than its "
-    "tmpfs_mb, bounded only by its memory limit; it also survives between calls of a warm container"
-)
 
 #: Head of every hostile app: ``probe``/``Denied``, and the ``normal`` and ``census`` functions.
 PRELUDE = '''\
@@ -183,16 +151,21 @@ def normal(ctx):
 @app.function(id="census")
 def census(ctx):
     def count():
+        # This call's own process, and the process that started it (a warm container's
+        # trusted server, which forks a fresh child per call), are not leftovers.
+        mine = {{str(os.getpid()), str(os.getppid())}}
         try:
-            pids = [p for p in os.listdir("/proc") if p.isdigit()]
-            tasks = sum(len(os.listdir(f"/proc/{{p}}/task")) for p in pids)
+            others = [p for p in os.listdir("/proc") if p.isdigit() and p not in mine]
+            tasks = sum(len(os.listdir(f"/proc/{{p}}/task")) for p in others)
+            own_tasks = len(os.listdir(f"/proc/{{os.getpid()}}/task"))
         except OSError:
-            pids, tasks = None, None
+            others, tasks, own_tasks = None, None, None
         try:
             tmp = sorted(os.listdir("/tmp"))
         except OSError:
             tmp = None
-        return {{"pids": None if pids is None else len(pids), "tasks": tasks, "tmp": tmp}}
+        return {{"pids": None if others is None else len(others), "tasks": tasks, "own_tasks": own_tasks,
+                 "tmp": tmp}}
 
     return ctx.step.run("census", count)
 
@@ -373,13 +346,14 @@ async def sweep(guest: Guest, target: Target, function: str) -> list[dict[str, A
 
 
 async def assert_no_residue(guest: Guest, target: Target) -> None:
-    """Whatever guest serves the next call of ``target`` has no process but its own and an
-    empty ``/tmp``: nothing an earlier call left (processes, threads, files) reaches a later one."""
+    """Whatever guest serves the next call of ``target`` has no process but its own (and the
+    sandbox's server that started it) and an empty ``/tmp``: nothing an earlier call left
+    (processes, threads, files) reaches a later one."""
     for op in await sweep(guest, target, "census"):
         seen = op["data"]
         if seen["pids"] is not None:
-            assert seen["pids"] == 1, f"a later call shares its guest with {seen['pids'] - 1} processes: {seen}"
-            assert seen["tasks"] <= 2, f"a later call shares its guest with leftover threads: {seen}"
+            assert seen["pids"] == 0, f"a later call shares its guest with {seen['pids']} processes: {seen}"
+            assert seen["own_tasks"] <= 2, f"a later call shares its guest with leftover threads: {seen}"
         assert not seen["tmp"], f"a later call finds an earlier call's files in /tmp: {seen['tmp']}"
 
 

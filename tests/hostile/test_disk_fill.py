@@ -83,7 +83,6 @@ def link_tricks(ctx):
 async def test_filling_tmp_fails_at_its_size_and_leaves_nothing_for_the_next_call(
     guest: fx.Guest, disk_app: Target
 ) -> None:
-    fx.known_bug(guest, ("docker-runc", "docker-runsc"), fx.WARM_REUSE_BUG)
     outcome = guest.note(fx.failure(await fx.attack(guest, disk_app, call("fill-tmp"))))
     # No space (a container's /tmp is a small tmpfs); no /tmp at all under WASM.
     assert outcome.startswith(("OSError: [Errno 28] No space left", "PermissionError", "FileNotFoundError")), outcome
@@ -98,7 +97,6 @@ async def test_writing_to_the_root_filesystem_or_the_code_is_refused(guest: fx.G
 
 @pytest.mark.parametrize("guest", fx.PYTHON_KINDS, indirect=True)
 async def test_dev_shm_is_not_a_second_scratch_disk_past_tmpfs_mb(guest: fx.Guest, disk_app: Target) -> None:
-    fx.known_bug(guest, ("docker-runc", "docker-runsc"), fx.DEV_SHM_BUG)
     request = call("fill-shm", {"tmpfs_mb": fx.ATTACK.tmpfs_mb})
     fx.refused(guest, await fx.attack(guest, disk_app, request))
 

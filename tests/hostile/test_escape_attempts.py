@@ -80,7 +80,6 @@ def escape(ctx):
 
 @pytest.mark.parametrize("guest", fx.PYTHON_KINDS, indirect=True)
 async def test_escape_attempts_are_all_refused(guest: fx.Guest, escape_app: Target) -> None:
-    fx.known_bug(guest, ("docker-runsc",), fx.RUNSC_SECCOMP_BUG)
     result = await fx.attack(guest, escape_app, call("escape"))
     if guest.kind == "wasm-python":
         assert guest.note(fx.failure(result)) == "ModuleNotFoundError: No module named 'ctypes'"

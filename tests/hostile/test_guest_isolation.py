@@ -101,7 +101,6 @@ async def test_a_guest_cannot_see_another_guests_tmp_or_processes_at_the_same_ti
 
 @pytest.mark.parametrize("guest", fx.PYTHON_KINDS, indirect=True)
 async def test_a_later_call_does_not_find_an_earlier_calls_files(guest: fx.Guest, isolation_app: Target) -> None:
-    fx.known_bug(guest, ("docker-runc", "docker-runsc"), fx.WARM_REUSE_BUG)
     marker = f"marker-{secrets.token_hex(8)}"
     only_op(await guest.sandbox.run(isolation_app, call("stash", {"marker": marker, "hold_s": 0}), fx.NORMAL))
     fx.refused(guest, await fx.attack(guest, isolation_app, call("snoop", {"marker": marker})))
@@ -110,7 +109,6 @@ async def test_a_later_call_does_not_find_an_earlier_calls_files(guest: fx.Guest
 
 @pytest.mark.parametrize("guest", fx.PYTHON_KINDS, indirect=True)
 async def test_a_guest_that_patches_its_sdk_poisons_no_later_call(guest: fx.Guest, isolation_app: Target) -> None:
-    fx.known_bug(guest, ("docker-runc", "docker-runsc"), fx.WARM_POISON_BUG)
     outcome = guest.note(fx.failure(await fx.attack(guest, isolation_app, call("tamper"))))
     assert outcome.startswith("RuntimeError: tampered"), outcome
     answers = [op["data"] for op in await fx.sweep(guest, isolation_app, "normal")]

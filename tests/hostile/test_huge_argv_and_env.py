@@ -56,8 +56,6 @@ async def test_a_target_with_a_huge_environment_fails_clearly_or_runs(
 ) -> None:
     """Not every sandbox must refuse it (WASI hands the guest any environment), but none may
     hang, crash or leave anything behind, and a refusal must say what was wrong."""
-    if env == "one-1-mib-value":
-        fx.known_bug(guest, ("docker-runc",), fx.HUGE_ENV_BUG)
     target = replace(argv_app, env=HUGE_ENVS[env])
     result = await fx.attack(guest, target, call("normal", {"n": 1}), normal=argv_app)
     if isinstance(result, Result) and result.ok:

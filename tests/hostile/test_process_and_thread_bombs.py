@@ -44,7 +44,6 @@ def thread_bomb(ctx):
 @pytest.mark.parametrize("guest", fx.PYTHON_KINDS, indirect=True)
 async def test_a_fork_bomb_fails_at_the_pids_cap_and_leaves_no_process(guest: fx.Guest, bomb_app: Target) -> None:
     fx.known_bug(guest, ("docker-runsc",), fx.RUNSC_PIDS_BUG)
-    fx.known_bug(guest, ("docker-runc",), fx.WARM_REUSE_BUG)
     result = await fx.attack(guest, bomb_app, call("fork-bomb"))
     outcome = guest.note(fx.failure(result))
     assert isinstance(result, Result), outcome
@@ -57,7 +56,6 @@ async def test_a_fork_bomb_fails_at_the_pids_cap_and_leaves_no_process(guest: fx
 
 @pytest.mark.parametrize("guest", fx.PYTHON_KINDS, indirect=True)
 async def test_a_thread_bomb_fails_at_the_pids_cap_and_leaves_no_thread(guest: fx.Guest, bomb_app: Target) -> None:
-    fx.known_bug(guest, ("docker-runc",), fx.WARM_REUSE_BUG)
     result = await fx.attack(guest, bomb_app, call("thread-bomb"), fx.TIMED)
     outcome = guest.note(fx.failure(result))
     # gVisor's threads cost memory and time: there the memory limit or the timeout comes first.
