@@ -25,6 +25,7 @@ from bus.nats import NatsBus
 from bus.server import NatsServer
 from runtime.history import History
 from runtime.ids import new_id
+from runtime.logs import configure
 from runtime.node import Node, NodeConfig
 from runtime.registry import discover
 from runtime.streams import event_message
@@ -62,6 +63,7 @@ async def _one_run(node: Node, name: str, deadline_s: float) -> int:
 
 
 async def run(settings: Settings) -> list[Row]:
+    configure(level="warning")  # the node's logs go to stderr, and only warnings: the table owns stdout
     checkpointed, plain = rows()
     count = 3 if settings.quick else 20
     with tempfile.TemporaryDirectory(prefix="sluice-bench-") as tmp:
