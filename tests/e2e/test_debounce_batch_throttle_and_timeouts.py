@@ -68,3 +68,13 @@ def test_sleep_until_wakes_at_its_time(dev_server: Callable[..., DevServer]) -> 
     [run] = dev.wait_runs_for(ev, 1, timeout=30)
     assert run["output"] == "rang"
     assert run["ended_at"] >= at_ms
+
+
+def test_a_lower_priority_run_starts_after_a_higher_one_sent_with_it(dev_server: Callable[..., DevServer]) -> None:
+    dev = dev_server(APP, expect_functions=6)
+    low, high = dev.send([{"name": "test/prio", "data": {"p": -2}}, {"name": "test/prio", "data": {"p": 0}}])
+    [low_run] = dev.wait_runs_for(low, 1, timeout=30)
+    [high_run] = dev.wait_runs_for(high, 1, timeout=30)
+    assert (low_run["output"], high_run["output"]) == (-2, 0)
+    # priority -2 holds the run's first job back two seconds; priority 0 starts at once
+    assert low_run["started_at"] - high_run["started_at"] >= 1500, (low_run, high_run)

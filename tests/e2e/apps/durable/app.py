@@ -144,3 +144,8 @@ def too_slow(ctx: sluice.Context) -> str:
 def alarm(ctx: sluice.Context) -> str:
     ctx.step.sleep_until("ring", ctx.event.data["at_ms"])
     return "rang"
+
+
+@app.function(id="prioritised", trigger=sluice.event("test/prio"), priority="event.data.p")
+def prioritised(ctx: sluice.Context) -> int:
+    return ctx.event.data["p"]
