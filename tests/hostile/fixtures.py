@@ -153,12 +153,12 @@ def census(ctx):
     def count():
         # This call's own process, and the process that started it (a warm container's
         # trusted server, which forks a fresh child per call), are not leftovers.
-        mine = {{str(os.getpid()), str(os.getppid())}}
-        try:
+        try:  # WASI has no /proc, and no getppid
+            mine = {{str(os.getpid()), str(os.getppid())}}
             others = [p for p in os.listdir("/proc") if p.isdigit() and p not in mine]
             tasks = sum(len(os.listdir(f"/proc/{{p}}/task")) for p in others)
             own_tasks = len(os.listdir(f"/proc/{{os.getpid()}}/task"))
-        except OSError:
+        except (OSError, AttributeError):
             others, tasks, own_tasks = None, None, None
         try:
             tmp = sorted(os.listdir("/tmp"))
