@@ -187,7 +187,7 @@ class Executor:
         slot = await self._flow.acquire(fn, state)
         if isinstance(slot, Wait):
             msg = branch_message(state, target, deliver_at_ms=slot.at_ms, nonce=slot.nonce)
-            await self._bus.publish(msg.subject, msg.data, msg_id=msg.msg_id, deliver_at=msg.deliver_at)
+            await self._bus.publish_batch([msg])
             return True
         started = now_ms()
         async with slot:
@@ -210,7 +210,7 @@ class Executor:
             return False  # leave the job unacked: it comes back and tries again
         if trans.branch_retry_at is not None:
             msg = branch_message(state, target, deliver_at_ms=trans.branch_retry_at)
-            await self._bus.publish(msg.subject, msg.data, msg_id=msg.msg_id, deliver_at=msg.deliver_at)
+            await self._bus.publish_batch([msg])
         if trans.next_job_at is not None:
             await enqueue(self._bus, state)
         for att in trans.attempts:
@@ -338,7 +338,7 @@ class Executor:
                      "data": {"function_id": state.function, "run_id": state.id, "error": state.error,
                               "event": state.event}}
             msg = event_message(normalise(event, "failure event", self._limits, now_ms()))
-            await self._bus.publish(msg.subject, msg.data, msg_id=msg.msg_id)
+            await self._bus.publish_batch([msg])
 
     async def _fail_oversized(self, run_id: str, message: str) -> None:
         fresh = await self._runs.load(run_id)

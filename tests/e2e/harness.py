@@ -120,6 +120,11 @@ class DevServer:
         status, body = http("GET", f"{self.url}/v1/events/{event_id}")
         return dict(body["data"]) if status == 200 else None
 
+    def status_of(self, event_id: str) -> str | None:
+        """The status of the first run ``event_id`` started (``None`` before it has one)."""
+        runs = (self.event(event_id) or {}).get("runs", [])
+        return runs[0]["status"] if runs else None
+
     def wait_runs_for(self, event_id: str, count: int, *, timeout: float = 60) -> list[dict[str, Any]]:
         """The runs ``event_id`` started, once ``count`` of them have finished."""
         deadline = time.monotonic() + timeout

@@ -13,10 +13,6 @@ from tests.e2e.harness import DevServer
 APP = Path(__file__).parent / "apps" / "durable"
 
 
-def _status(dev: DevServer, event_id: str) -> str | None:
-    runs = (dev.event(event_id) or {}).get("runs", [])
-    return runs[0]["status"] if runs else None
-
 
 def test_runs_sleeping_waiting_and_mid_step_all_finish_after_a_crash(dev_server: Callable[..., DevServer]) -> None:
     dev = dev_server(APP, expect_functions=6)
@@ -25,11 +21,11 @@ def test_runs_sleeping_waiting_and_mid_step_all_finish_after_a_crash(dev_server:
     [par] = dev.send({"name": "test/parallel"})
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        if _status(dev, nap) == "sleeping" and _status(dev, signup) == "waiting" and _status(dev, par) == "running":
+        if dev.status_of(nap) == "sleeping" and dev.status_of(signup) == "waiting" and dev.status_of(par) == "running":
             break
         time.sleep(0.05)
     else:
-        raise AssertionError((_status(dev, nap), _status(dev, signup), _status(dev, par)))
+        raise AssertionError((dev.status_of(nap), dev.status_of(signup), dev.status_of(par)))
     dev.kill()  # the node and its nats-server, mid-flight
 
     again = dev_server(APP, port=dev.port, expect_functions=6)
