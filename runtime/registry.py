@@ -7,6 +7,7 @@ compiled CEL ``if`` of each candidate.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -109,6 +110,8 @@ class Registry:
             doc = decode_introspection(result.stdout)
         except ProtocolError as exc:
             raise RegistryError(f"{where}: bad introspect response: {exc}") from None
+        if doc.get("reuse_instances") and source.target.kind == "python":  # the app opted in (sluice.App)
+            source = dataclasses.replace(source, target=dataclasses.replace(source.target, reuse=True))
         return [self._function(doc["app"], fn, source) for fn in doc["functions"]]
 
     def _function(self, app: str, fn: dict[str, Any], source: AppSource) -> FunctionDef:

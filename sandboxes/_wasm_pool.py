@@ -4,7 +4,10 @@ Keys name everything a pre-started guest was fixed to at its start: the prepared
 target (kind, path, its stat, env), the app's ``app.py`` stat, and the memory cap of the
 call that asked (the deadline and output caps are set at hand-over).
 Per key at most ``per_key`` guests wait; across keys at most ``max_total`` (the least
-recently used key gives one up when a new key needs room). Every guest serves one call.
+recently used key gives one up when a new key needs room). Every guest serves one call,
+except for keys filled with ``reuse=True`` (the app opted in): there at most ``per_key``
+guests live, waiting or serving, each given back after its call to serve the next, so a
+finished call never starts a guest only for a busy one to be stopped when it comes back.
 
 A guest that ends before it is handed a request (its start-up failed: the app spins or
 crashes at import, runs out of memory, ...) puts its key on a back-off of
@@ -41,6 +44,8 @@ class WarmPool:
         self._idle: collections.OrderedDict[Hashable, collections.deque[Prestarted]] = collections.OrderedDict()
         # Every guest whose thread has not ended, waiting or serving: close() waits for them all.
         self._all: set[Prestarted] = set()
+        self._live: collections.Counter[Hashable] = collections.Counter()  # guests in _all, by key
+        self._retired: set[Prestarted] = set()  # in _all, ending after their last call, not live
         self._backoff: dict[Hashable, float] = {}
         self._closed = False
         self.failures = 0  # guests that ended before their call (for tests and diagnostics)
@@ -63,9 +68,11 @@ class WarmPool:
             return len(self._idle.get(key, ()))
 
     def fill(
-        self, key: Hashable, start: Callable[[Hashable, Callable[[Prestarted, Outcome, bool], None]], Prestarted]
+        self, key: Hashable, start: Callable[[Hashable, Callable[[Prestarted, Outcome, bool], None]], Prestarted],
+        *, reuse: bool = False,
     ) -> None:
-        """Start guests for ``key`` until ``per_key`` wait (evicting other keys' if full).
+        """Start guests for ``key`` until ``per_key`` wait (with ``reuse``: until ``per_key``
+        live, waiting or serving), evicting other keys' if full.
 
         ``start(key, on_exit)`` makes one guest. A key on back-off gets none.
         """
@@ -76,7 +83,7 @@ class WarmPool:
             with self._lock:
                 waiting = self._idle.setdefault(key, collections.deque())
                 self._idle.move_to_end(key)
-                if len(waiting) >= self.per_key:
+                if (self._live[key] if reuse else len(waiting)) >= self.per_key:
                     return
                 if self._count_waiting() >= self.max_total:
                     evicted = self._evict_one(but=key)
@@ -92,17 +99,19 @@ class WarmPool:
                 if guest.finished:  # failed at once; its _ended already ran and set the back-off
                     return
                 self._all.add(guest)
+                self._live[key] += 1
                 self._idle.setdefault(key, collections.deque()).append(guest)
 
     def give_back(self, guest: Prestarted) -> None:
         """A reuse opt-in ``guest`` answered its call: it waits for the next one, or is stopped."""
         with self._lock:
             waiting = self._idle.get(guest.key)
-            keep = not self._closed and waiting is not None and len(waiting) < self.per_key
+            keep = not self._closed and waiting is not None and len(waiting) < self.per_key \
+                and guest in self._all
             if keep and waiting is not None:
                 waiting.append(guest)
             else:
-                self._all.discard(guest)
+                self._forget(guest)
         if not keep:
             guest.stop()
 
@@ -115,6 +124,8 @@ class WarmPool:
             self._closed = True
             guests = list(self._all)
             self._all.clear()
+            self._live.clear()
+            self._retired.clear()
             self._idle.clear()
         for guest in guests:
             if not guest.busy:  # busy ones belong to their calls, which the sandbox cancels
@@ -128,13 +139,39 @@ class WarmPool:
     def _ended(self, guest: Prestarted, outcome: Outcome, served: bool) -> None:
         """A guest ended (on its own thread): drop it; back off its key if it failed to start."""
         with self._lock:
-            self._all.discard(guest)
+            self._forget(guest)
             waiting = self._idle.get(guest.key)
             if waiting is not None and guest in waiting:
                 waiting.remove(guest)
             if not served and guest.calls == 0 and not guest.state.cancelled.is_set() and not self._closed:
                 self._backoff[guest.key] = time.monotonic() + BACKOFF_S
                 self.failures += 1
+
+    def retire(self, guest: Prestarted) -> None:
+        """``guest`` answered its last call: it no longer counts as live (its thread is ending)."""
+        with self._lock:
+            if guest in self._all and guest not in self._retired:
+                self._retired.add(guest)
+                self._uncount(guest.key)
+
+    def _forget(self, guest: Prestarted) -> None:
+        """``guest`` is no longer ours (lock held); a second call does nothing."""
+        if guest in self._all:
+            self._all.discard(guest)
+            if guest in self._retired:
+                self._retired.discard(guest)
+            else:
+                self._uncount(guest.key)
+
+    def _uncount(self, key: Hashable) -> None:
+        self._live[key] -= 1
+        if self._live[key] <= 0:
+            del self._live[key]
+
+    def live(self, key: Hashable) -> int:
+        """Guests of ``key`` waiting or serving."""
+        with self._lock:
+            return self._live[key]
 
     def _count_waiting(self) -> int:
         return sum(len(w) for w in self._idle.values())
@@ -144,6 +181,6 @@ class WarmPool:
         for key, waiting in self._idle.items():
             if key != but and waiting:
                 guest = waiting.popleft()
-                self._all.discard(guest)
+                self._forget(guest)
                 return guest
         return None

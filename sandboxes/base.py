@@ -42,6 +42,9 @@ class Target:
     ``"runsc"`` (gVisor) or ``"runc"``; ``None`` means the driver's own default.
     ``warm``: the target may run in a reused, pre-started guest (a warm container, or a
     pre-started WASM instance) instead of a fresh one per call; drivers decide how.
+    ``reuse``: the app opted in (``sluice.App(..., reuse_instances=True)``) to one warm
+    guest answering many of its calls in turn, its memory carrying over between them.
+    Drivers that give every call a clean guest anyway may ignore it; only with ``warm``.
     """
 
     kind: Literal["python", "module", "image"]
@@ -49,6 +52,7 @@ class Target:
     env: Mapping[str, str] = field(default_factory=dict)
     isolation: str | None = None
     warm: bool = True
+    reuse: bool = False
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,8 @@ A ``python`` target with ``Target.warm`` (the default) is served, when one is re
 a pre-started single-use instance: a fresh instance that already started the
 interpreter and imported the app, handed this one request (its deadline armed at the
 hand-over) and then discarded (:mod:`sandboxes._wasm_prestart`). Reusing an instance
-across calls happens only for app directories named in ``reuse_instances_for``.
+across calls happens only for targets with ``Target.reuse`` (the app opted in with
+``sluice.App(..., reuse_instances=True)``) and app directories named in ``reuse_instances_for``.
 
 Compiled modules are cached in memory and on disk under ``cache_dir`` (default
 ``$SLUICE_CACHE_DIR`` or ``~/.cache/sluice``), keyed by the module's sha256, the
@@ -103,6 +104,7 @@ class WasmSandbox:
         self._closed = False
         self._inflight: set[threading.Event] = set()  # one per running call: set it to stop the guest
         self._warm = WarmPool(prestart_per_target, prestart_max)
+        self._reuse_turns: dict[Hashable, asyncio.Semaphore] = {}
 
     # --- Sandbox protocol ----------------------------------------------------------
 
@@ -121,22 +123,45 @@ class WasmSandbox:
             ready = await self._in_pool(self._prepared, target)
         pre, spec = ready
         engine = self._engine_or_raise()
-        refill: Callable[[], None] | None = None
         if target.kind == "python" and target.warm and self._warm.enabled:
-            warm_key = _warm_key(key, limits)
-            app_dir = str(key[1])
-            guest = self._warm.take(warm_key)
-            answer = guest.hand_over(request, limits) if guest is not None else None
+            calls = self._reuse_max_calls if target.reuse or str(key[1]) in self._reuse_for else 1
+            warm_key = (_warm_key(key, limits), calls)
             # Guests are started once this call has its answer: a start-up (~80 ms of CPU)
             # would otherwise compete with the call for the cores, cold or warm.
-            refill = functools.partial(self._refill, warm_key, app_dir, engine, pre, spec, limits)
-            if guest is not None and answer is not None:
-                try:
-                    return await self._answered(guest, answer, began)
-                finally:
-                    refill()
-            if guest is not None:  # it ended, or its start-up wrote past this call's caps: run cold
-                guest.stop()
+            refill = functools.partial(self._refill, warm_key, calls, engine, pre, spec, limits)
+            if calls > 1:  # reused guests: wait for one of them rather than start another
+                async with self._turns(warm_key):
+                    return await self._warm_call(warm_key, (engine, pre, spec), request, limits, began, refill)
+            return await self._warm_call(warm_key, (engine, pre, spec), request, limits, began, refill)
+        return await self._cold_call(engine, pre, spec, request, limits, began)
+
+    async def _warm_call(self, warm_key: Hashable, prepared: tuple[WasmEngine, wasmtime.InstancePre, GuestSpec],
+                         request: bytes, limits: Limits, began: float, refill: Callable[[], None]) -> Result:
+        """Hand ``request`` to a waiting guest of ``warm_key``; without one, run it cold."""
+        guest = self._warm.take(warm_key)
+        answer = guest.hand_over(request, limits) if guest is not None else None
+        if guest is not None and answer is not None:
+            try:
+                return await self._answered(guest, answer, began)
+            finally:
+                refill()
+        if guest is not None:  # it ended, or its start-up wrote past this call's caps: run cold
+            guest.stop()
+        try:
+            return await self._cold_call(*prepared, request, limits, began)
+        finally:
+            refill()
+
+    def _turns(self, warm_key: Hashable) -> asyncio.Semaphore:
+        """Calls of a reuse target in flight at once: as many as it may have guests."""
+        sem = self._reuse_turns.get(warm_key)
+        if sem is None:
+            sem = self._reuse_turns[warm_key] = asyncio.Semaphore(self._warm.per_key)
+        return sem
+
+    async def _cold_call(self, engine: WasmEngine, pre: wasmtime.InstancePre, spec: GuestSpec, request: bytes,
+                         limits: Limits, began: float) -> Result:
+        """Run ``request`` in an instance started for it alone."""
         cancelled = threading.Event()
         self._inflight.add(cancelled)
         try:
@@ -146,8 +171,6 @@ class WasmSandbox:
             raise
         finally:
             self._inflight.discard(cancelled)
-            if refill is not None:
-                refill()
         return self._result(outcome, began, warm=False)
 
     async def close(self) -> None:
@@ -190,21 +213,23 @@ class WasmSandbox:
             raise
         finally:
             self._inflight.discard(cancelled)
-            if guest.reusable:  # only with reuse_instances_for, and only if it answered cleanly
+            if guest.reusable:  # only for reuse targets, and only if it answered cleanly
                 self._warm.give_back(guest)
+            else:
+                self._warm.retire(guest)
         return self._result(outcome, began, warm=True, prestarted_ms=idle_ms)
 
     def _refill(
-        self, warm_key: Hashable, app_dir: str, engine: WasmEngine, pre: wasmtime.InstancePre, spec: GuestSpec,
+        self, warm_key: Hashable, calls: int, engine: WasmEngine, pre: wasmtime.InstancePre, spec: GuestSpec,
         limits: Limits,
     ) -> None:
         """Keep pre-started guests waiting for ``warm_key`` (on the loop; starting one is a thread start)."""
         if self._closed:
             return
         serve = _wasm_python.serving(spec)
-        calls = self._reuse_max_calls if app_dir in self._reuse_for else 1
         try:
-            self._warm.fill(warm_key, lambda key, on_end: Prestarted(engine, pre, serve, limits, on_end, calls, key))
+            self._warm.fill(warm_key, lambda key, on_end: Prestarted(engine, pre, serve, limits, on_end, calls, key),
+                            reuse=calls > 1)
         except (OSError, RuntimeError):  # out of descriptors or threads: calls run cold, which still works
             pass
 

@@ -168,6 +168,8 @@ def decode_introspection(data: bytes) -> dict[str, Any]:
     fns = resp.get("functions")
     if not isinstance(fns, list):
         raise ProtocolError("introspect response needs 'functions' (a list)")
+    if not isinstance(resp.get("reuse_instances", False), bool):
+        raise ProtocolError("introspect response's 'reuse_instances' must be a boolean")
     for i, fn in enumerate(fns):
         if not isinstance(fn, dict) or not isinstance(fn.get("id"), str) or not fn["id"]:
             raise ProtocolError(f"function {i}: needs 'id' (a non-empty string)")

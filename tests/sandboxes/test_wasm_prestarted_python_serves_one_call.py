@@ -269,3 +269,23 @@ async def test_a_guest_whose_start_up_wrote_past_a_calls_cap_is_not_handed_that_
         roomy = await sandbox.run(target, call("count"), CALL)
         assert roomy.warm and returned(roomy) == 1
     assert not prestart_threads()  # the guest passed over was stopped, not left waiting
+
+
+async def test_an_app_that_opts_in_has_its_calls_wait_for_its_reused_guests(
+    wasm_cache: Path, counter_app: Target
+) -> None:
+    reuse = Target("python", counter_app.ref, reuse=True)
+    async with WasmSandbox(cache_dir=wasm_cache, prestart_per_target=2) as sandbox:
+        await warmed(sandbox, reuse, CALL)
+        first = await sandbox.run(reuse, call("count"), CALL)
+        await asyncio.sleep(2.0)  # the pool's second guest imports the app
+        results = [first, *await asyncio.gather(*(sandbox.run(reuse, call("count"), CALL) for _ in range(12)))]
+        assert all(r.warm for r in results)  # no call ran cold while both guests were busy
+        counts = [returned(r) for r in results]
+        # Exactly two guests answered all 13 calls, each counting its own calls (1..a and
+        # 1..b, a + b = 13): a third interpreter would show a third 1.
+        assert counts.count(1) == 2, counts
+        ones_and_rest = sorted(counts)
+        a = max(c for c in counts if counts.count(c) == 1) if any(counts.count(c) == 1 for c in counts) else 0
+        assert sorted([*range(1, a + 1), *range(1, 13 - a + 1)]) == ones_and_rest, counts
+        assert len(prestart_threads()) <= 2

@@ -97,3 +97,19 @@ def test_retry_after_accepts_seconds_or_durations_and_rejects_junk() -> None:
     assert sluice.RetryAfterError("later", "1m").retry_after_ms == 60_000
     with pytest.raises(ValueError, match="bad retry_after 'soon'"):
         sluice.RetryAfterError("later", "soon")
+
+
+def test_reuse_instances_is_an_explicit_boolean_the_host_sees_in_introspection() -> None:
+    assert "reuse_instances" not in sluice.App("shop").introspect()
+    assert sluice.App("shop", reuse_instances=True).introspect()["reuse_instances"] is True
+    with pytest.raises(ValueError, match="bad reuse_instances 'yes' for app 'shop'"):
+        sluice.App("shop", reuse_instances="yes")  # type: ignore[arg-type]
+
+
+def test_the_host_refuses_an_introspection_with_a_non_boolean_reuse_instances() -> None:
+    from sluice.protocol import ProtocolError, decode_introspection, pack
+
+    good = {"v": 1, "app": "shop", "functions": [], "reuse_instances": True}
+    assert decode_introspection(pack(good))["reuse_instances"] is True
+    with pytest.raises(ProtocolError, match="'reuse_instances' must be a boolean"):
+        decode_introspection(pack({**good, "reuse_instances": 1}))
