@@ -10,7 +10,7 @@ import time
 
 import sluice
 
-app = sluice.App("bench")
+app = sluice.App("bench", reuse_instances=True)
 
 
 def first() -> float:
