@@ -113,6 +113,12 @@ class NatsKeyValue:
         )
         keys: list[str] = []
         with translate(f"KV keys of bucket {self._name!r}"):
+            # One request answers the common case, no key under the prefix at all (the
+            # scheduler asks for every event whether any run waits for its name); only a
+            # prefix with subjects pays for a consumer that reads their last messages.
+            found = (await js.stream_info(stream, subjects_filter=config.filter_subject)).state.subjects
+            if not any(subject[prefix_len:].startswith(start) for subject in found or ()):
+                return []
             info = await js.add_consumer(stream, config)
             try:
                 wanted = int(info.num_pending or 0)

@@ -38,6 +38,13 @@ log = structlog.get_logger("sluice.executor")
 # Published when a run fails for good; on_failure handlers are functions triggered by it.
 FAILURE_EVENT = "sluice/function.failed"
 CAS_TRIES = 8
+#: A job whose run can go on at once runs up to this many steps in a row, starting new
+#: ones for up to CONTINUE_MS after it was picked (then it sends the job and lets go,
+#: so one long run neither holds a slot forever nor outlives the job's ack wait).
+CONTINUE_STEPS = 100
+CONTINUE_MS = 1_000
+# What became of a job after one step (see Executor._advance).
+ACK, KEEP, NEXT = "ack", "keep", "next"
 # Room for the response's own framing on top of the step output limit.
 RESPONSE_SLACK_BYTES = 256 * 1024
 
@@ -134,26 +141,50 @@ class Executor:
             await msg.ack()
 
     async def process(self, job: Job, picked: int) -> bool:
-        """Advance the run ``job`` names; ``True`` when the job can be acked."""
+        """Advance the run ``job`` names; ``True`` when the job can be acked.
+
+        A step whose run can go on at once is followed by the next one right here, under
+        the same job (see :meth:`_advance`), up to :data:`CONTINUE_STEPS` steps and
+        :data:`CONTINUE_MS`: the saved state and its revision are in hand, so the hop
+        through the STEPS stream (publish, fetch, load, ack) is skipped. A crash meanwhile
+        leaves the job unacked with an older token: redelivered, it re-sends the current
+        state's job (the stale path below), as after a crash between save and enqueue.
+        """
         state = await self._runs.load(job.run_id)
-        if state is None or state.final:
+        if state is None:
             return True
+        for left in range(CONTINUE_STEPS, 0, -1):
+            may_continue = left > 1 and now_ms() - picked < CONTINUE_MS
+            after = await self._advance(state, job, picked, may_continue=may_continue)
+            if after is not NEXT:
+                return after is ACK
+            picked = now_ms()
+            job = Job(run_id=state.id, token=state.token, enqueued_at=picked)
+        return True
+
+    async def _advance(self, state: RunState, job: Job, picked: int, *, may_continue: bool) -> str:
+        """One step of ``state`` under ``job``. Returns :data:`ACK` (done with the job),
+        :data:`KEEP` (leave it unacked: it comes back), or, only if ``may_continue``,
+        :data:`NEXT`: the run was saved with its next step due now and no job sent for
+        it, so the caller must run that step itself."""
+        if state.final:
+            return ACK
         if job.token != state.token:
             # Stale (redelivered after the run moved on). If the crash came between saving
             # the state and sending its job, this re-sends it; the dedupe window makes a
             # second copy of an existing job a no-op.
             await enqueue(self._bus, state, deliver_at_ms=self._due(state))
-            return True
+            return ACK
         if job.target is not None:
-            return await self._branch(state, job, picked)
+            return ACK if await self._branch(state, job, picked) else KEEP
         if state.planned:
-            return True  # an old job from before the run planned its branches: they have their own jobs
+            return ACK  # an old job from before the run planned its branches: they have their own jobs
         early: list[dict[str, Any]] = []
         if state.pending is not None:
             if now_ms() < state.pending["expires"]:
                 # Too early (a recovery re-send): the timer job for the deadline exists.
                 await enqueue(self._bus, state, deliver_at_ms=state.pending["expires"])
-                return True
+                return ACK
             await self._waits.forget(state)
             early.append(resolve(state, timed_out(state.pending), now_ms()))
         fn = self._registry.get(state.function)
@@ -161,18 +192,18 @@ class Executor:
         if err is not None:
             state.status, state.ended_at, state.error, state.token = "failed", now_ms(), err, new_id()
             await self._save_and_record(state, Transition(attempts=early), started=picked)
-            return True
+            return ACK
         assert fn is not None
         slot = await self._flow.acquire(fn, state)
         if isinstance(slot, Wait):  # concurrency or throttle: not now, come back then
             await enqueue(self._bus, state, deliver_at_ms=slot.at_ms, nonce=slot.nonce)
-            return True
+            return ACK
         started = now_ms()
         async with slot:
             trans = await self._call(state, fn, job, picked)
         trans.attempts[:0] = early
-        await self._save_and_record(state, trans, started=started)
-        return True
+        go_on = await self._save_and_record(state, trans, started=started, may_continue=may_continue)
+        return NEXT if go_on else ACK
 
     async def _branch(self, state: RunState, job: Job, picked: int) -> bool:
         """Run one parallel branch (a targeted call) and record it, retrying the CAS while
@@ -275,19 +306,27 @@ class Executor:
             bound.info("run " + state.status, error=(state.error or {}).get("message"))
         return trans
 
-    async def _save_and_record(self, state: RunState, trans: Transition, *, started: int) -> None:
+    async def _save_and_record(self, state: RunState, trans: Transition, *, started: int,
+                               may_continue: bool = False) -> bool:
+        """Save ``state`` by CAS, send its next job, write history. With ``may_continue``, a
+        run whose next step is due now and needs nothing else (no branches, wait or
+        invoke) gets no job: ``True`` tells the caller to run that step itself."""
         saved_at = now_ms()
         try:
             await self._runs.save(state)
         except StaleStateError:
             log.info("run moved on elsewhere; dropping this result", run_id=state.id)
-            return
+            return False
         except StateTooLargeError as exc:
             await self._fail_oversized(state.id, str(exc))
-            return
+            return False
+        go_on = False
         if trans.next_job_at is not None and not state.final:
             due = trans.next_job_at if trans.next_job_at > now_ms() else None
-            await enqueue(self._bus, state, deliver_at_ms=due)
+            go_on = may_continue and due is None and not state.planned and trans.wait is None \
+                and trans.invoke is None
+            if not go_on:
+                await enqueue(self._bus, state, deliver_at_ms=due)
         record_ms = now_ms() - saved_at
         for att in trans.attempts:
             att["timings"] = {**att.get("timings", {}), "record_ms": record_ms}
@@ -299,6 +338,7 @@ class Executor:
             await self._waits.register(state, since_ms=started)
         if state.final:
             await self._finished(state)
+        return go_on
 
     async def _start_child(self, parent: RunState, invoke: dict[str, Any]) -> None:
         assert parent.pending is not None

@@ -9,7 +9,7 @@ That is the "exactly-once memoization" of DESIGN §4.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from bus import Entry, KeyExistsError, KeyValue, RevisionMismatchError
@@ -72,9 +72,8 @@ class RunState:
         }
 
     def encode(self) -> bytes:
-        doc = asdict(self)
-        doc.pop("revision")
-        return pack(doc)
+        # Not dataclasses.asdict: it deep-copies every step output only for pack to read them.
+        return pack({name: getattr(self, name) for name in self.__dataclass_fields__ if name != "revision"})
 
     @classmethod
     def decode(cls, entry: Entry) -> RunState:

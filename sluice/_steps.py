@@ -37,8 +37,8 @@ class Step:
     max ms) for this call: ``(1, 0)`` stops after the first new step (no checkpointing).
     """
 
-    __slots__ = ("_app_id", "_max_ms", "_max_steps", "_memo", "_now_ms", "_ran", "_running", "_seen",
-                 "_spent_ms", "_started", "_target", "ops", "stopped")
+    __slots__ = ("_app_id", "_closing", "_max_ms", "_max_steps", "_memo", "_now_ms", "_ran", "_running",
+                 "_seen", "_spent_ms", "_started", "_target", "ops", "stopped")
 
     def __init__(self, memo: dict[str, Any], *, app_id: str = "", now_ms: int | None = None,
                  target: str | None = None, budget: tuple[int, int] = (1, 0)) -> None:
@@ -50,6 +50,7 @@ class Step:
         self._seen: dict[str, int] = {}
         self._running: str | None = None
         self._ran = 0
+        self._closing = False  # the call ran all the new steps it may: the next step ends it
         self._spent_ms = 0
         self._started = time.monotonic()
         #: The ops this call produced, in order; ``stopped`` once the function must unwind.
@@ -220,7 +221,8 @@ class Step:
 
     def _enter(self, name: str, kind: str = "run") -> str:
         """The id of the next step called ``name``, after the checks every step kind shares."""
-        if self.stopped:  # user code swallowed the interrupt; keep unwinding
+        if self.stopped or self._closing:  # swallowed interrupt, or the call's new step already ran
+            self.stopped = True
             raise StepInterrupt
         check_step_name(name)
         if self._running is not None:
@@ -251,16 +253,20 @@ class Step:
             self._spent_ms += int((time.monotonic() - started) * 1000)
         self._ran += 1
         op = {"op": "step", "id": sid, "name": name, "data": result}
-        if (self._target is not None or self._ran >= self._max_steps
-                or (time.monotonic() - self._started) * 1000 >= self._max_ms):
+        if self._target is not None:
             self._stop(op)
-        try:  # checkpointing: go on with the msgpack round trip, as a later call would see it
+        try:  # go on with the msgpack round trip, as a later call would see it
             data = unpack(pack(result))
         except (TypeError, ValueError, OverflowError, RecursionError):
             self._stop(op)  # the response encoder names what cannot be encoded
         op["data"] = data
         self.ops.append(op)
         self._memo[sid] = {"data": data}
+        if self._ran >= self._max_steps or (time.monotonic() - self._started) * 1000 >= self._max_ms:
+            # No further new step in this call, but the function runs on: if it returns
+            # (or fails) before its next step, this call's response says so too, which
+            # saves a call per run. Its next step of any kind ends the call (see _enter).
+            self._closing = True
         return data
 
     def _stop(self, *ops: dict[str, Any]) -> NoReturn:

@@ -61,7 +61,8 @@ def test_a_host_needs_fewer_calls_with_checkpointing_and_gets_the_same_result(tm
     assert on.drive() == off.drive() == {"op": "done", "data": 30}
     assert on.steps == off.steps
     assert [len(ops) for _, ops in on.calls] == [4, 2]  # [a, b, c, rest], [d, done]
-    assert [len(ops) for _, ops in off.calls] == [1] * 6
+    # One new step a call; the last step's call also carries the function's return.
+    assert [len(ops) for _, ops in off.calls] == [1, 1, 1, 1, 2]
 
 
 def test_the_step_budget_ends_the_call(tmp_path: Path) -> None:
@@ -96,3 +97,32 @@ def test_an_error_after_a_checkpointed_step_comes_after_its_op(tmp_path: Path) -
 def test_checkpointing_is_off_by_default(tmp_path: Path) -> None:
     result = run_shim(write_app(tmp_path, APP), call("off"))
     assert result.ops == [{"op": "step", "id": step_id("a"), "name": "a", "data": [1, 2]}]
+
+
+TRAILING_APP = """
+import sluice
+
+app = sluice.App("tail")
+SEEN = []
+
+
+@app.function(id="f")
+def f(ctx):
+    a = ctx.step.run("a", lambda: 1)
+    b = ctx.step.run("b", lambda: a + 1)
+    if ctx.event.data.get("fail"):
+        raise ValueError("after b")
+    return a + b
+"""
+
+
+def test_the_last_steps_call_also_returns_the_functions_result_or_error(tmp_path: Path) -> None:
+    app = write_app(tmp_path, TRAILING_APP)
+    ok = Host(app, "f", {"name": "x", "data": {}})
+    assert ok.drive() == {"op": "done", "data": 3}
+    assert [[op["op"] for op in ops] for _, ops in ok.calls] == [["step"], ["step", "done"]]
+    bad = Host(tmp_path, "f", {"name": "x", "data": {"fail": True}})
+    final = bad.drive()
+    assert final["op"] == "error" and "after b" in final["error"]["message"]
+    assert [[op["op"] for op in ops] for _, ops in bad.calls] == [["step"], ["step", "error"]]
+    assert bad.steps == ok.steps  # b's output is kept even though the function failed after it
