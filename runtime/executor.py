@@ -12,6 +12,7 @@ re-send — never a recorded step without a way forward, never a step recorded t
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 from typing import Any
 
@@ -43,6 +44,8 @@ CAS_TRIES = 8
 #: so one long run neither holds a slot forever nor outlives the job's ack wait).
 CONTINUE_STEPS = 100
 CONTINUE_MS = 1_000
+#: How many recorded (run, step) pairs the executor remembers to spare finished runs' repairs.
+RECORDED_MEMORY = 50_000
 # What became of a job after one step (see Executor._advance).
 ACK, KEEP, NEXT = "ack", "keep", "next"
 # Room for the response's own framing on top of the step output limit.
@@ -68,6 +71,8 @@ class Executor:
         self._task: asyncio.Task[None] | None = None
         self._inflight: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
+        # (run, step) whose final row this process wrote: a finished run's repair skips them.
+        self._recorded: collections.OrderedDict[tuple[str, str], None] = collections.OrderedDict()
 
     async def start(self) -> None:
         self._consumer = await self._bus.consumer(executor_consumer(self._limits))
@@ -246,7 +251,7 @@ class Executor:
             await enqueue(self._bus, state)
         for att in trans.attempts:
             log.info("parallel step " + att["status"], run_id=state.id, step_id=target, step=att["name"])
-            await self._history.record_step(state.id, att)
+            await self._record_step(state.id, att)
         await self._history.record_run(state.row())
         return True
 
@@ -330,7 +335,7 @@ class Executor:
         record_ms = now_ms() - saved_at
         for att in trans.attempts:
             att["timings"] = {**att.get("timings", {}), "record_ms": record_ms}
-            await self._history.record_step(state.id, att)
+            await self._record_step(state.id, att)
         await self._history.record_run(state.row())
         if trans.invoke is not None:
             await self._start_child(state, trans.invoke)
@@ -339,6 +344,13 @@ class Executor:
         if state.final:
             await self._finished(state)
         return go_on
+
+    async def _record_step(self, run_id: str, attempt: dict[str, Any]) -> None:
+        await self._history.record_step(run_id, attempt)
+        if attempt.get("status") in ("completed", "failed"):
+            self._recorded[(run_id, attempt["step_id"])] = None
+            if len(self._recorded) > RECORDED_MEMORY:
+                self._recorded.popitem(last=False)
 
     async def _start_child(self, parent: RunState, invoke: dict[str, Any]) -> None:
         assert parent.pending is not None
@@ -364,6 +376,8 @@ class Executor:
         And write every memoized step to history again, where a crash lost its row."""
         for step_id, memo in state.steps.items():
             rec = state.records.get(step_id)
+            if self._recorded.pop((state.id, step_id), False) is None:
+                continue  # this process wrote its row, queued before the run's final one
             if rec is not None:
                 await self._history.repair_step(state.id, {
                     **rec, "step_id": step_id, "status": "failed" if "error" in memo else "completed",

@@ -94,6 +94,19 @@ class Scheduler:
         lag = -self._flow.priority(fn, event)
         return now + lag * 1000 if lag > 0 else None
 
+    async def _create(self, fn: FunctionDef, event: dict[str, Any], received: int) -> RunState | None:
+        """The new run of ``fn`` for ``event`` with its cancel rules, or the one a crash left
+        queued; ``None`` if it is already under way (or gone): nothing owed."""
+        state = RunState(id=self._run_id(fn, event, received), app=fn.app, function=fn.fqid, event=event,
+                         events=[event], created_at=received)
+        if not await self._runs.create(state):
+            existing = await self._runs.load(state.id)
+            if existing is None or existing.status != "queued":
+                return None
+            state = existing  # created before a crash: make sure its job and rules exist
+        await self._cancels.register(fn, state)
+        return state
+
     async def start_flow_run(self, fn: FunctionDef, start: Start) -> None:
         """Start the run of a closed debounce or batch window (called by flow control)."""
         state = RunState(id=start.run_id, app=fn.app, function=fn.fqid, event=start.event, events=start.events,
@@ -133,33 +146,27 @@ class Scheduler:
 
     async def schedule(self, events: list[dict[str, Any]]) -> list[RunState]:
         """Create the runs ``events`` start and enqueue their first jobs. Idempotent."""
-        created: list[RunState] = []
         jobs: list[OutMsg] = []
         received = now_ms()
-        for event in events:
+        starts: list[tuple[FunctionDef, dict[str, Any]]] = []
+        for event in events:  # in order: rate limits and windows count events as they come
             if event.get("name") == TIMER_EVENT:
                 jobs.extend(self._next_tick(event, received))
             for fn in self._registry.match(event):
-                if await self._flow.admit(fn, event) is not Admission.START:
-                    continue  # rate limited, or held by a debounce or batch window
-                state = RunState(id=self._run_id(fn, event, received), app=fn.app, function=fn.fqid, event=event,
-                                 events=[event], created_at=received)
-                if not await self._runs.create(state):
-                    existing = await self._runs.load(state.id)
-                    if existing is None or existing.status != "queued":
-                        continue  # already under way (or gone): nothing owed
-                    state = existing  # created before a crash: make sure its job and rules exist
-                await self._cancels.register(fn, state)
-                created.append(state)
+                if await self._flow.admit(fn, event) is Admission.START:
+                    starts.append((fn, event))  # else rate limited, or held by a debounce or batch window
+        # Each run is its own KV key: create them all at once (round trips overlap), in order.
+        made = await asyncio.gather(*(self._create(fn, event, received) for fn, event in starts))
+        created = [state for state in made if state is not None]
+        for (fn, event), state in zip(starts, made, strict=True):
+            if state is not None:
                 jobs.extend(job_messages(state, deliver_at_ms=self._delay(fn, event, received)))
         await self._history.record_events([{**e, "received_at": received} for e in events])
         for state in created:
             await self._history.record_run(state.row())
         if jobs:
             await self._bus.publish_batch(jobs)
-        for event in events:
-            await self._waits.on_event(event)
-            await self._cancels.on_event(event)
+        await asyncio.gather(self._waits.on_events(events), self._cancels.on_events(events))
         for state in created:
             log.info("run queued", run_id=state.id, function=state.function, event_id=state.event["id"])
         return created

@@ -105,6 +105,8 @@ class WasmSandbox:
         self._inflight: set[threading.Event] = set()  # one per running call: set it to stop the guest
         self._warm = WarmPool(prestart_per_target, prestart_max)
         self._reuse_turns: dict[Hashable, asyncio.Semaphore] = {}
+        self._keys: dict[Hashable, tuple[float, tuple[object, ...]]] = {}  # target -> (looked up at, key)
+        self._app_keys: dict[tuple[object, ...], tuple[float, Hashable]] = {}
 
     # --- Sandbox protocol ----------------------------------------------------------
 
@@ -125,7 +127,7 @@ class WasmSandbox:
         engine = self._engine_or_raise()
         if target.kind == "python" and target.warm and self._warm.enabled:
             calls = self._reuse_max_calls if target.reuse or str(key[1]) in self._reuse_for else 1
-            warm_key = (_warm_key(key, limits), calls)
+            warm_key = (self._warm_keys(key), limits.memory_mb, calls)
             # Guests are started once this call has its answer: a start-up (~80 ms of CPU)
             # would otherwise compete with the call for the cores, cold or warm.
             refill = functools.partial(self._refill, warm_key, calls, engine, pre, spec, limits)
@@ -268,7 +270,24 @@ class WasmSandbox:
             return self._engine
 
     def _key(self, target: Target) -> tuple[object, ...]:
-        """What a prepared target is cached under; raises :class:`SandboxError` for a bad one."""
+        """What a prepared target is cached under; raises :class:`SandboxError` for a bad one.
+
+        A Python app's is looked up again (stat calls) at most every :data:`RECHECK_S`: a
+        busy node runs it hundreds of times a second, and each system call on the event
+        loop's thread lets a guest's thread take the GIL from it.
+        """
+        if target.kind != "python":  # a module's stat is its key: a changed file compiles again at once
+            return self._look_up(target)
+        now = time.monotonic()
+        ident = (target.ref, tuple(target.env.items()) if target.env else ())
+        known = self._keys.get(ident)
+        if known is not None and now - known[0] < RECHECK_S:
+            return known[1]
+        key = self._look_up(target)
+        self._keys[ident] = (now, key)
+        return key
+
+    def _look_up(self, target: Target) -> tuple[object, ...]:
         if target.kind == "image":
             raise SandboxError("the wasm sandbox runs modules and python apps, not container images")
         path = self._paths.get((target.kind, target.ref))
@@ -286,6 +305,16 @@ class WasmSandbox:
             st = path.stat()
             self._paths[(target.kind, target.ref)] = path
         return (target.kind, str(path), st.st_mtime_ns, st.st_size, tuple(sorted(target.env.items())))
+
+    def _warm_keys(self, key: tuple[object, ...]) -> Hashable:
+        """:func:`_app_key` of ``key``, looked up again at most every :data:`RECHECK_S`."""
+        now = time.monotonic()
+        known = self._app_keys.get(key)
+        if known is not None and now - known[0] < RECHECK_S:
+            return known[1]
+        app_key = _app_key(key)
+        self._app_keys[key] = (now, app_key)
+        return app_key
 
     def _prepared(self, target: Target) -> tuple[wasmtime.InstancePre, GuestSpec]:
         """The module and guest spec for ``target`` (blocking; runs in the pool)."""
@@ -309,18 +338,23 @@ class WasmSandbox:
         return pre, spec
 
 
-def _warm_key(key: tuple[object, ...], limits: Limits) -> Hashable:
-    """What a pre-started guest is fixed to: the prepared target, its app.py, its memory cap.
+#: How long a target's looked-up key (its file's stat) is trusted before it is looked up again.
+RECHECK_S = 0.2
 
-    Output caps and the deadline are set at hand-over, so calls with different ones (an
-    introspection and a step, say) share guests.
+
+def _app_key(key: tuple[object, ...]) -> Hashable:
+    """A prepared Python target with its app.py's stat: an edited app.py gets new guests.
+
+    With the memory cap, it is what a pre-started guest is fixed to. Output caps and the
+    deadline are set at hand-over, so calls with different ones (an introspection and a
+    step, say) share guests.
     """
     try:
-        st = os.stat(os.path.join(str(key[1]), "app.py"))  # an edited app.py gets new guests
+        st = os.stat(os.path.join(str(key[1]), "app.py"))
         app = (st.st_mtime_ns, st.st_size)
     except OSError:
         app = (0, 0)
-    return (key, app, limits.memory_mb)
+    return (key, app)
 
 
 def _module_path(ref: str) -> Path:
