@@ -17,8 +17,11 @@ def call(fn: Callable[[Context], Any], function_id: str, request: dict[str, Any]
          budget: tuple[int, int] = (1, 0)) -> list[dict[str, Any]]:
     """Run ``fn`` once for a checked ``call`` request and return the ops it produced, in order.
 
-    Without a target: the ops of the steps run now (one, or several with checkpointing),
-    then the op that ended the call (a new step's op, ``planned`` ops, ``done`` or ``error``).
+    Without a target: the ``step`` ops of the steps run now (at most one, or several with
+    checkpointing), then the op that ended the call, if any: a new step's op
+    (``step_error``, ``sleep``, ...), ``planned`` ops, or the function's ``done`` or
+    ``error`` (so the last step's call also returns the result). A step reached once the
+    call has run all the new steps it may ends the call with no op of its own.
     With a target: the target's ``step``/``step_error`` op, or no op at all if the
     function did not reach the target (it was memoized already, or the code went elsewhere).
     Never raises for the function's own errors.

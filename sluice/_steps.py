@@ -1,12 +1,16 @@
 """The step tools (``ctx.step``) under the "re-run from the top" model.
 
 The host calls a function once per new step (or a few, with checkpointing). Every call
-runs it from the top; a step whose id is memoized returns its recorded value at once;
-the first new step records its op and unwinds the function (:class:`StepInterrupt`).
+runs it from the top; a step whose id is memoized returns its recorded value at once.
+A new ``run`` step runs its code and records its op; the function then goes on, so if it
+returns or raises before its next step, the same call also carries its ``done`` or
+``error`` op. The next step once the call's budget of new steps is spent (one by default)
+unwinds the function (:class:`StepInterrupt`) without an op.
 
 Each step kind emits one op (see ``docs/protocol.md``). Only ``run`` executes user code
-here, and only ``run`` may let the call go on afterwards (checkpointing); any other new
-step ends the call. In a *targeted* call (parallel steps) nothing but the target runs.
+here, and only a ``run`` that succeeded lets the call go on afterwards; any other new
+step, and a failed ``run``, ends the call with its op. In a *targeted* call (parallel
+steps) nothing but the target runs, and the call ends right after it.
 """
 
 from __future__ import annotations
@@ -34,7 +38,8 @@ class Step:
 
     ``memo`` is the request's ``steps``; ``now_ms`` the request's clock (epoch ms);
     ``target`` the one step id a targeted call may run; ``budget`` is (max new steps,
-    max ms) for this call: ``(1, 0)`` stops after the first new step (no checkpointing).
+    max ms) for this call: ``(1, 0)`` runs at most one new step (no checkpointing), after
+    which the function runs on until it returns, raises, or reaches its next step.
     """
 
     __slots__ = ("_app_id", "_closing", "_max_ms", "_max_steps", "_memo", "_now_ms", "_ran", "_running",
@@ -113,7 +118,7 @@ class Step:
             self._run_new(ids[mine[0]], name, fn, args, {})
         elif len(new) == 1:
             name, fn, args = checked[new[0]]
-            self._run_new(ids[new[0]], name, fn, args, {})  # returns only if checkpointing went on
+            self._run_new(ids[new[0]], name, fn, args, {})  # returns if it succeeded: the function goes on
         elif new:
             self._stop(*({"op": "planned", "id": ids[i], "name": checked[i][0]} for i in new))
         return [_replay(checked[i][0], self._memo[sid]) for i, sid in enumerate(ids)]
@@ -237,7 +242,9 @@ class Step:
         return memo if memo is _MISSING else _replay(name, memo)
 
     def _run_new(self, sid: str, name: str, fn: Callable[..., Any], args: Any, kwargs: Any) -> Any:
-        """Run a step that has no output yet; return its result only if the call goes on."""
+        """Run a step that has no output yet and return its result: the function goes on.
+        Unwinds instead if the step failed, its result cannot be encoded, or the call is
+        targeted (the target's op ends it)."""
         if self._target is not None and sid != self._target:
             self._stop()
         self._running = name

@@ -72,8 +72,12 @@ def call(function: str, event: dict[str, Any] | None = None, steps: dict[str, An
 class Run:
     """What a host saw while driving one run to its end."""
     final: dict[str, Any]
+    #: every op of every call, in order
     ops: list[dict[str, Any]] = field(default_factory=list)
+    #: the ops of each call, one list per call
+    calls: list[list[dict[str, Any]]] = field(default_factory=list)
     steps: dict[str, Any] = field(default_factory=dict)
+    #: each call's stderr
     stderr: list[str] = field(default_factory=list)
 
 
@@ -81,27 +85,35 @@ def drive(app_dir: Path, function: str, event: dict[str, Any], retries: int = 3,
           env: dict[str, str] | None = None) -> Run:
     """Call the function again and again, like the host: memoize each step's output,
     retry a retriable step error up to ``retries`` times, memoize a final step error.
-    Returns at the first ``done`` or ``error`` op."""
+    A call may answer with several ops (a new step, then the function's ``done`` or
+    ``error``); each is applied in order. Returns at the first ``done`` or ``error`` op,
+    which must be its call's last op."""
     run = Run(final={})
     attempt = 0
     for _ in range(max_calls):
         result = run_shim(app_dir, call(function, event, run.steps, attempt), env=env)
         assert result.code == 0, result.stderr
-        op = result.op
-        run.ops.append(op)
+        ops = result.ops
+        assert ops, "an untargeted call answered with no op"
+        run.calls.append(ops)
         run.stderr.append(result.stderr)
-        if op["op"] == "step":
-            run.steps[op["id"]] = {"data": op["data"]}
-            attempt = 0
-        elif op["op"] == "step_error":
-            if op["retriable"] and attempt < retries:
-                attempt += 1
-            else:
-                run.steps[op["id"]] = {"error": op["error"]}
+        for index, op in enumerate(ops):
+            run.ops.append(op)
+            if op["op"] == "step":
+                run.steps[op["id"]] = {"data": op["data"]}
                 attempt = 0
-        else:
-            run.final = op
-            return run
+            elif op["op"] == "step_error":
+                assert index == len(ops) - 1, f"a step_error op must end its call: {ops}"
+                if op["retriable"] and attempt < retries:
+                    attempt += 1
+                else:
+                    run.steps[op["id"]] = {"error": op["error"]}
+                    attempt = 0
+            else:
+                assert op["op"] in ("done", "error"), f"unexpected op {op}"
+                assert index == len(ops) - 1, f"a {op['op']} op must end its call: {ops}"
+                run.final = op
+                return run
     raise AssertionError(f"no done/error op after {max_calls} calls: {run.ops}")
 
 

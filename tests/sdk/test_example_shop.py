@@ -18,6 +18,8 @@ def test_the_shop_declares_its_three_functions_and_triggers() -> None:
 def test_an_order_is_validated_reserved_and_charged() -> None:
     run = drive(SHOP, "process-order", {"name": "shop/order.created", "data": {"id": 7, "total": 150}})
     assert [op.get("name") for op in run.ops] == ["validate", "reserve-stock", "charge", None]
+    # Three calls: the last step's call also carries the function's result.
+    assert [[op["op"] for op in ops] for ops in run.calls] == [["step"], ["step"], ["step", "done"]]
     assert run.final["data"]["payment"]["amount_cents"] == 15000
     assert run.final["data"]["payment"]["charge_id"] == "ch-7-15000"
 
@@ -35,3 +37,6 @@ def test_vip_welcome_and_send_receipt_finish() -> None:
     assert vip.final["data"] == {"order_id": 7, "coupon": {"code": "VIP-7", "percent_off": 10}}
     receipt = drive(SHOP, "send-receipt", {"name": "shop/order.paid", "data": {"id": 7, "total": 150}})
     assert receipt.final["data"]["sent"] is True
+    # A one-step function finishes in one call.
+    assert [[op["op"] for op in ops] for ops in vip.calls] == [["step", "done"]]
+    assert [[op["op"] for op in ops] for ops in receipt.calls] == [["step", "done"]]

@@ -71,7 +71,7 @@ def test_a_host_drives_parallel_branches_to_results_in_order(tmp_path: Path) -> 
         "first": "f", "got": [{"page": 1}, {"page": 2}, {"page": 5}, 3], "after": "a"}}
     assert [(target is not None, [op["op"] for op in ops]) for target, ops in host.calls] == [
         (False, ["step"]), (False, ["planned"] * 4), (True, ["step"]), (True, ["step"]), (True, ["step"]),
-        (True, ["step"]), (False, ["step"]), (False, ["done"])]
+        (True, ["step"]), (False, ["step", "done"])]  # "after" runs, then the function returns
 
 
 def test_one_missing_branch_runs_at_once(tmp_path: Path) -> None:

@@ -40,6 +40,7 @@ def test_the_documented_driver_prints_the_documented_output(tmp_path: Path) -> N
 def test_the_loop_example_repeats_one_step_name(tmp_path: Path) -> None:
     run = drive(write_app(tmp_path, block("loop")), "nightly-report", {"name": "reports/nightly", "data": {}})
     assert [op["id"] for op in run.ops[:3]] == [step_id("fetch-page", n) for n in range(3)]
+    assert [[op["op"] for op in ops] for ops in run.calls] == [["step"], ["step"], ["step", "done"]]
     assert run.final == {"op": "done", "data": {"pages": 3, "total": 99}}
     assert "INFO summed 3 pages" in run.stderr[-1]
 
@@ -48,7 +49,8 @@ def test_the_payments_example_recovers_from_a_step_that_failed_for_good(tmp_path
     app_dir = write_app(tmp_path, block("payments"))
     expired = drive(app_dir, "charge-order", {"name": "shop/order.created",
                                               "data": {"id": 1, "card": "expired", "total": 5}}, retries=2)
-    assert [op["op"] for op in expired.ops] == ["step_error", "step", "done"]
+    # The failed charge ends its call; the next call runs cancel-order and returns in the same call.
+    assert [[op["op"] for op in ops] for ops in expired.calls] == [["step_error"], ["step", "done"]]
     assert expired.final["data"] == {"cancelled": 1, "reason": "card expired"}
     busy = run_shim(app_dir, call("charge-order", {"name": "shop/order.created",
                                                    "data": {"id": 2, "card": "busy", "total": 5}})).op

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from sluice.protocol import MAX_FRAME_BYTES, pack
 
-from .harness import call, run_shim, write_app
+from .harness import call, run_shim, step_id, write_app
 
 ECHO = """
     import sluice
@@ -27,7 +27,9 @@ def test_a_request_of_many_read_chunks_reaches_the_app_whole(tmp_path: Path) -> 
     blob = "abc" + "x" * (3 * 1024 * 1024) + "xyz"  # 3 MiB: dozens of 64 KiB reads
     result = run_shim(write_app(tmp_path, ECHO), call("size", {"name": "e", "data": {"blob": blob}}))
     assert result.code == 0, result.stderr
-    assert result.op["data"] == [len(blob), "abc", "xyz"]
+    measured = [len(blob), "abc", "xyz"]
+    assert result.ops == [{"op": "step", "id": step_id("measure"), "name": "measure", "data": measured},
+                          {"op": "done", "data": measured}]
 
 
 def test_a_request_past_the_frame_limit_exits_2_and_says_so(tmp_path: Path) -> None:

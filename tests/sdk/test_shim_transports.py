@@ -34,7 +34,7 @@ def test_user_prints_go_to_stderr_and_never_corrupt_the_response(tmp_path: Path)
     result = run_shim(write_app(tmp_path, NOISY), call("f"))
     assert result.code == 0
     assert unpack(result.stdout) == {"v": 1, "ops": [{"op": "step", "id": step_id("s"), "name": "s",
-                                                      "data": "value"}]}
+                                                      "data": "value"}, {"op": "done", "data": "value"}]}
     for line in ("print at import", "print during the call", "sys.stdout write", "sys.__stdout__ write",
                  "raw fd 1 write", "print in a step"):
         assert line in result.stderr
@@ -82,7 +82,7 @@ def test_serve_mode_answers_framed_requests_one_at_a_time_until_eof(tmp_path: Pa
     try:
         assert server.request({"v": 1, "kind": "introspect"})["app"] == "noisy"
         first = server.request(call("f"))
-        assert first["ops"][0]["op"] == "step"
+        assert [op["op"] for op in first["ops"]] == ["step", "done"]  # its one step, then its return
         done = server.request(call("f", steps={step_id("s"): {"data": "memo"}}))
         assert done == {"v": 1, "ops": [{"op": "done", "data": "memo"}]}
         unknown = server.request(call("nope"))

@@ -32,16 +32,17 @@ CHECKOUT = """
 
 
 @pytest.mark.parametrize("env", [ENV, PURE_MSGPACK], ids=["c-msgpack", "pure-python-msgpack"])
-def test_a_three_step_function_runs_one_new_step_per_call_until_done(
+def test_a_three_step_function_runs_one_new_step_per_call_and_the_last_call_returns_too(
         tmp_path: Path, env: dict[str, str]) -> None:
     event = {"name": "shop/order.created", "data": {"id": 7, "total": 150}}
     run = drive(write_app(tmp_path, CHECKOUT), "checkout", event, env=env)
-    assert [op["op"] for op in run.ops] == ["step", "step", "step", "done"]
+    # One new step a call; the function runs on after "charge" and returns in the same call.
+    assert [[op["op"] for op in ops] for ops in run.calls] == [["step"], ["step"], ["step", "done"]]
     assert [op["name"] for op in run.ops[:3]] == ["validate", "reserve", "charge"]
     assert [op["id"] for op in run.ops[:3]] == [step_id("validate"), step_id("reserve"), step_id("charge")]
     # Each step's code ran in exactly one call; memoized steps were not run again.
-    assert ["ran reserve" in err for err in run.stderr] == [False, True, False, False]
-    assert ["ran charge" in err for err in run.stderr] == [False, False, True, False]
+    assert ["ran reserve" in err for err in run.stderr] == [False, True, False]
+    assert ["ran charge" in err for err in run.stderr] == [False, False, True]
     assert run.final == {"op": "done", "data": {
         "validated": {"id": 7, "ok": True, "items": [1, 2]},  # what comes back is the msgpack round trip
         "reservation": {"reservation": "res-7", "qty": 2},
@@ -60,6 +61,7 @@ def test_step_ids_are_the_sha1_of_the_name_and_repeats_count_up(tmp_path: Path) 
             return found + [ctx.step.run("other", int)]
     """)
     run = drive(app_dir, "poll", {"name": "x", "data": {}})
+    assert [[op["op"] for op in ops] for ops in run.calls] == [["step"], ["step"], ["step"], ["step", "done"]]
     ids = [op["id"] for op in run.ops[:-1]]
     sha1 = [hashlib.sha1(key.encode()).hexdigest() for key in ("fetch", "fetch:1", "fetch:2", "other")]
     assert ids == sha1 == [step_id("fetch"), step_id("fetch", 1), step_id("fetch", 2), step_id("other")]
@@ -124,7 +126,9 @@ def test_a_failing_step_reports_step_error_with_its_retry_policy(tmp_path: Path)
 
 def test_a_step_that_keeps_failing_fails_the_function_without_more_retries(tmp_path: Path) -> None:
     run = drive(write_app(tmp_path, FAILING), "f", {"name": "x", "data": {"kind": "plain"}}, retries=2)
-    assert [op["op"] for op in run.ops] == ["step", "step_error", "step_error", "step_error", "error"]
+    # A failed step ends its call: nothing runs after it, so the function's error comes a call later.
+    assert [[op["op"] for op in ops] for ops in run.calls] == [
+        ["step"], ["step_error"], ["step_error"], ["step_error"], ["error"]]
     assert run.final["retriable"] is False
     assert run.final["error"]["name"] == "StepError"
     assert run.final["error"]["message"] == "step 'pay' failed: ValueError: flaky upstream"
