@@ -165,11 +165,18 @@ def call(function: str, data: dict[str, Any] | None = None) -> bytes:
     })
 
 
-def only_op(result: Result) -> dict[str, Any]:
-    """The single op of a successful call's response."""
+def step_op(result: Result) -> dict[str, Any]:
+    """How a successful call of a function that returns its one step's output went: a lone
+    ``step_error`` or ``error`` op, or the ``step`` op, which must then be followed by exactly
+    the function's ``done`` with that same output (the last step's call also returns the result)."""
     assert result.ok, (result.error, result.stderr[-800:])
     assert (result.exit_code, result.error, result.timed_out) == (0, None, False)
-    (op,) = protocol.decode_response(result.stdout)["ops"]
+    ops = protocol.decode_response(result.stdout)["ops"]
+    if ops and ops[0]["op"] == "step":
+        assert ops == [ops[0], {"op": "done", "data": ops[0]["data"]}], ops
+        return ops[0]
+    (op,) = ops
+    assert op["op"] in ("step_error", "error"), op
     return op
 
 
@@ -194,7 +201,7 @@ async def test_introspect_returns_the_apps_description(sandbox: Sandbox, conform
 async def test_a_call_that_runs_a_step_returns_the_step_and_its_data(
     sandbox: Sandbox, conformance_app: Target
 ) -> None:
-    op = only_op(await sandbox.run(conformance_app, call("double", {"n": 21}), CALL))
+    op = step_op(await sandbox.run(conformance_app, call("double", {"n": 21}), CALL))
     assert op == {"op": "step", "id": protocol.step_id("double"), "name": "double",
                   "data": {"n": 42, "text": "h\u00e9llo"}}
 
@@ -203,7 +210,7 @@ async def test_user_prints_go_to_stderr_and_stdout_holds_only_the_response(
     sandbox: Sandbox, conformance_app: Target
 ) -> None:
     result = await sandbox.run(conformance_app, call("chatty"), CALL)
-    assert only_op(result)["data"] == "fine"
+    assert step_op(result)["data"] == "fine"
     for line in (b"a print during the call", b"a sys.stdout write", b"a print in a step"):
         assert line in result.stderr
         assert line not in result.stdout
@@ -213,7 +220,7 @@ async def test_a_small_call_fits_in_48_mib(sandbox: Sandbox, conformance_app: Ta
     # The shim once read stdin with read(64 MiB + 1); under WASM that allocation is guest
     # memory, so every Python call failed below about 72 MiB.
     result = await sandbox.run(conformance_app, call("double", {"n": 1}), Limits(timeout_s=30, memory_mb=48))
-    assert only_op(result)["data"]["n"] == 2
+    assert step_op(result)["data"]["n"] == 2
 
 
 async def test_a_guest_spinning_past_its_timeout_is_stopped_promptly(
@@ -273,7 +280,7 @@ async def test_the_guest_cannot_read_host_files_or_write_etc_passwd(
     secret = tmp_path / "host-secret.txt"
     secret.write_text("the host's secret")
     result = await sandbox.run(conformance_app, call("peek", {"host_file": str(secret)}), CALL)
-    seen = only_op(result)["data"]
+    seen = step_op(result)["data"]
     assert seen["host_file"] in ("FileNotFoundError", "PermissionError")
     assert seen["write_passwd"] in ("PermissionError", "OSError", "FileNotFoundError")
     # Reading /etc/passwd: WASM has no /etc at all; a container reads its image's own file.
@@ -305,7 +312,7 @@ async def test_a_target_kind_the_driver_does_not_run_is_a_sandbox_error(
 async def test_close_is_safe_twice_and_a_closed_sandbox_refuses_to_run(
     sandbox: Sandbox, conformance_app: Target
 ) -> None:
-    assert only_op(await sandbox.run(conformance_app, call("double", {"n": 1}), CALL))["op"] == "step"
+    assert step_op(await sandbox.run(conformance_app, call("double", {"n": 1}), CALL))["op"] == "step"
     await sandbox.close()
     await sandbox.close()
     with pytest.raises(SandboxError, match="closed"):

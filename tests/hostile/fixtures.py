@@ -50,7 +50,7 @@ from sandboxes.docker import DockerSandbox
 from sandboxes.wasm import WasmSandbox, default_cache_dir
 from sluice import protocol
 from sluice.protocol import ProtocolError
-from tests.conformance.sandbox import call, only_op
+from tests.conformance.sandbox import call, step_op
 from tests.sandboxes import docker_fixtures
 from tests.sandboxes.wasm_fixtures import ECHO
 
@@ -270,7 +270,7 @@ async def normal_call(guest: Guest, target: Target) -> None:
     guest.normal_calls += 1
     if target.kind == "python":
         result = await guest.sandbox.run(target, call("normal", {"n": n}), NORMAL)
-        assert only_op(result)["data"] == {"n": n + 1}, f"normal call {n} beside the attack went wrong"
+        assert step_op(result)["data"] == {"n": n + 1}, f"normal call {n} beside the attack went wrong"
     else:
         ping = f"ping {n}".encode()
         result = await guest.sandbox.run(target, ping, NORMAL)
@@ -292,18 +292,18 @@ def failure(result: Result | SandboxError) -> str:
         response = protocol.decode_response(result.stdout)
     except ProtocolError as exc:
         return f"ProtocolError: {exc}"
-    (op,) = response["ops"]
-    if op["op"] in ("error", "step_error"):
-        err = op["error"]
+    ops = response["ops"]
+    if len(ops) == 1 and ops[0]["op"] in ("error", "step_error"):
+        err = ops[0]["error"]
         return f"{err['name']}: {err['message']}"
-    pytest.fail(f"the attack succeeded: {op}")
+    pytest.fail(f"the attack succeeded: {ops}")
 
 
 def refused(guest: Guest, result: Result | SandboxError) -> dict[str, str]:
     """For a probe app: attempt -> the error that refused it, noted on the case. Fails the
     case (noting what got through) if any attempt succeeded."""
     assert isinstance(result, Result), result
-    op = only_op(result)
+    op = step_op(result)
     if op["op"] == "step" and isinstance(op.get("data"), dict) and "leaked" in op["data"]:
         leaked = op["data"]["leaked"]
         guest.note("GOT THROUGH: " + ", ".join(sorted(leaked)))
@@ -342,7 +342,7 @@ async def sweep(guest: Guest, target: Target, function: str) -> list[dict[str, A
     results = await asyncio.gather(*(
         guest.sandbox.run(target, call(function, {"n": n}), NORMAL) for n in range(SWEEP)
     ))
-    return [only_op(result) for result in results]
+    return [step_op(result) for result in results]
 
 
 async def assert_no_residue(guest: Guest, target: Target) -> None:

@@ -11,7 +11,7 @@ from dataclasses import replace
 import pytest
 
 from sandboxes.base import Target
-from tests.conformance.sandbox import call, only_op
+from tests.conformance.sandbox import call, step_op
 from tests.hostile import fixtures as fx
 
 isolation_app = fx.app_fixture("isolation", '''
@@ -95,14 +95,14 @@ async def test_a_guest_cannot_see_another_guests_tmp_or_processes_at_the_same_ti
     await asyncio.sleep(1.0)  # the victim has written its file and holds it
     assert not victim.done()
     fx.refused(guest, await fx.attack(guest, isolation_app, call("snoop", {"marker": marker})))
-    kept = only_op(await victim)["data"]
+    kept = step_op(await victim)["data"]
     assert kept in ("kept", "PermissionError")  # no writable /tmp under WASM
 
 
 @pytest.mark.parametrize("guest", fx.PYTHON_KINDS, indirect=True)
 async def test_a_later_call_does_not_find_an_earlier_calls_files(guest: fx.Guest, isolation_app: Target) -> None:
     marker = f"marker-{secrets.token_hex(8)}"
-    only_op(await guest.sandbox.run(isolation_app, call("stash", {"marker": marker, "hold_s": 0}), fx.NORMAL))
+    step_op(await guest.sandbox.run(isolation_app, call("stash", {"marker": marker, "hold_s": 0}), fx.NORMAL))
     fx.refused(guest, await fx.attack(guest, isolation_app, call("snoop", {"marker": marker})))
     await fx.assert_no_residue(guest, isolation_app)
 

@@ -9,7 +9,7 @@ from dataclasses import replace
 import pytest
 
 from sandboxes.base import Result, SandboxError, Target
-from tests.conformance.sandbox import call, only_op
+from tests.conformance.sandbox import call, step_op
 from tests.hostile import fixtures as fx
 
 argv_app = fx.app_fixture("argv", '''
@@ -59,7 +59,7 @@ async def test_a_target_with_a_huge_environment_fails_clearly_or_runs(
     target = replace(argv_app, env=HUGE_ENVS[env])
     result = await fx.attack(guest, target, call("normal", {"n": 1}), normal=argv_app)
     if isinstance(result, Result) and result.ok:
-        assert only_op(result)["data"] == {"n": 2}
+        assert step_op(result)["data"] == {"n": 2}
         guest.note("ran: the guest got its environment")
         return
     outcome = guest.note(fx.failure(result))

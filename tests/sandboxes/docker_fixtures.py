@@ -163,10 +163,13 @@ def call(function: str, **data: object) -> bytes:
 
 
 def step_data(result: Result) -> Any:
-    """The data of the single step op in a successful result."""
+    """The data of the step op in a successful result of a function that returns its one
+    step's output: the response is exactly that step op and the ``done`` op with the same
+    data (the last step's call also returns the result)."""
     assert result.ok, (result.error, result.stderr[-800:])
-    (op,) = protocol.decode_response(result.stdout)["ops"]
-    return op["data"]
+    step, done = protocol.decode_response(result.stdout)["ops"]
+    assert step["op"] == "step" and done == {"op": "done", "data": step["data"]}, (step, done)
+    return step["data"]
 
 
 def pooled(sandbox: DockerSandbox) -> list[str]:

@@ -58,20 +58,23 @@ async def test_introspect_describes_the_apps_functions(docker_sandbox: DockerSan
     assert [fn["id"] for fn in described["functions"]] == ["greet"]
 
 
-async def test_a_call_runs_one_step_then_finishes_with_the_memoized_output(
+async def test_a_call_runs_one_step_and_finishes_and_a_replay_finishes_from_the_memoized_output(
     docker_sandbox: DockerSandbox, app_dir: Path
 ) -> None:
     target = Target("python", str(app_dir))
     first = await docker_sandbox.run(target, call({}), Limits(timeout_s=30))
     assert first.ok, (first.error, first.stderr)
-    [op] = protocol.decode_response(first.stdout)["ops"]
+    # The function returns right after its one step: the same call carries both ops.
+    op, finished = protocol.decode_response(first.stdout)["ops"]
     assert op["op"] == "step" and op["data"] == "ADA"
+    done = {"op": "done", "data": {"greeting": "HELLO ADA"}}
+    assert finished == done
     assert b"shouting at ada" in first.stderr  # the user's print is a log, not protocol
 
     second = await docker_sandbox.run(target, call({op["id"]: {"data": op["data"]}}), Limits(timeout_s=30))
     assert second.ok, (second.error, second.stderr)
-    done = {"op": "done", "data": {"greeting": "HELLO ADA"}}
     assert protocol.decode_response(second.stdout)["ops"] == [done]
+    assert b"shouting at ada" not in second.stderr  # the memoized step did not run again
 
 
 async def test_an_unchanged_app_is_not_rebuilt_and_a_changed_one_is(
