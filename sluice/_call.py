@@ -5,7 +5,7 @@ from __future__ import annotations
 from sluice._context import AttrDict, Context
 from sluice._errors import StepInterrupt, error_info, retry_policy
 from sluice._steps import Step
-from sluice.protocol import ProtocolError
+from sluice.protocol import ProtocolError, pack
 
 TYPE_CHECKING = False  # not typing's: the guest must not pay for importing typing (see protocol.py)
 if TYPE_CHECKING:
@@ -40,17 +40,35 @@ def call(fn: Callable[[Context], Any], function_id: str, request: dict[str, Any]
         value = fn(ctx)
     except StepInterrupt:
         if not step.stopped and target is None:  # raised by hand, not by a step
-            ops.append({"op": "error", "error": {"name": "StepInterrupt", "message": "raised outside a step"},
-                        "retriable": False, "retry_after_ms": None})
+            _end(ops, {"op": "error", "error": {"name": "StepInterrupt", "message": "raised outside a step"},
+                       "retriable": False, "retry_after_ms": None})
     except (Exception, SystemExit) as exc:
         if not step.stopped and target is None:
             retriable, after_ms = retry_policy(exc)
-            ops.append({"op": "error", "error": error_info(exc), "retriable": retriable,
-                        "retry_after_ms": after_ms})
+            _end(ops, {"op": "error", "error": error_info(exc), "retriable": retriable,
+                       "retry_after_ms": after_ms})
     else:
         if not step.stopped and target is None:
-            ops.append({"op": "done", "data": value})
+            _end(ops, {"op": "done", "data": value})
     return ops
+
+
+#: A call that ran steps carries the function's ``done``/``error`` after them only up to
+#: this size: a step output returned as the result would otherwise be in the response
+#: twice, and could push it past the host's output cap. Bigger ones come in a call of their own.
+TRAILING_MAX_BYTES = 64 * 1024
+
+
+def _end(ops: list[dict[str, Any]], op: dict[str, Any]) -> None:
+    """Add the op that ends the function, unless it would follow this call's steps too big
+    (or not encodable: a call of its own then reports that)."""
+    if ops:
+        try:
+            if len(pack(op)) > TRAILING_MAX_BYTES:
+                return
+        except (TypeError, ValueError, OverflowError, RecursionError):
+            return
+    ops.append(op)
 
 
 _CALL_FIELDS: dict[str, type] = {"event": dict, "events": list, "steps": dict, "run": dict}

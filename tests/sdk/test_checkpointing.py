@@ -126,3 +126,26 @@ def test_the_last_steps_call_also_returns_the_functions_result_or_error(tmp_path
     assert final["op"] == "error" and "after b" in final["error"]["message"]
     assert [[op["op"] for op in ops] for _, ops in bad.calls] == [["step"], ["step", "error"]]
     assert bad.steps == ok.steps  # b's output is kept even though the function failed after it
+
+
+BIG_RESULT_APP = """
+import sluice
+
+app = sluice.App("big")
+
+
+@app.function(id="f")
+def f(ctx):
+    return ctx.step.run("blob", lambda: "x" * ctx.event.data["n"])
+"""
+
+
+def test_a_big_result_after_a_step_comes_in_a_call_of_its_own(tmp_path: Path) -> None:
+    app = write_app(tmp_path, BIG_RESULT_APP)
+    small = Host(app, "f", {"name": "x", "data": {"n": 1000}})
+    assert small.drive() == {"op": "done", "data": "x" * 1000}
+    assert [[op["op"] for op in ops] for _, ops in small.calls] == [["step", "done"]]
+    big = Host(app, "f", {"name": "x", "data": {"n": 200_000}})
+    assert big.drive() == {"op": "done", "data": "x" * 200_000}
+    # The step's output is not sent twice in one response: the result comes next call.
+    assert [[op["op"] for op in ops] for _, ops in big.calls] == [["step"], ["done"]]
