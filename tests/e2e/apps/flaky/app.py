@@ -24,3 +24,10 @@ def big_state(ctx: sluice.Context) -> dict:
     a = ctx.step.run("first-blob", lambda: "a" * 700_000)
     b = ctx.step.run("second-blob", lambda: "b" * 700_000)
     return {"sizes": [len(a), len(b)]}
+
+
+@app.function(id="big-result", trigger=sluice.event("test/big-result"), retries=0)
+def big_result(ctx: sluice.Context) -> str:
+    # A 3 MB step output returned as the result: never sent twice in one response.
+    return ctx.step.run("blob", lambda: "c" * 3_000_000)
+
