@@ -259,14 +259,16 @@ class Executor:
                          target: str | None) -> tuple[Result, list[dict[str, Any]] | None]:
         """One sandbox call for ``state``; its ops decoded with node ops carried out (``None``
         if the guest's output is not valid: the caller records why)."""
-        request = pack({
-            "v": 1, "kind": "call", "function": fn.id, "event": state.event, "events": state.events,
+        request: dict[str, Any] = {
+            "v": 1, "kind": "call", "function": fn.id, "event": state.event,
             "steps": state.steps, "run": {"id": state.id, "attempt": state.attempt}, "target": target,
             "now_ms": now_ms(),
-        })
+        }
+        if state.events != [state.event]:  # else left out: the guest decodes the event once, not twice
+            request["events"] = state.events
         limits = Limits(timeout_s=fn.timeout_ms / 1000,
                         max_stdout_bytes=self._limits.step_output_bytes + RESPONSE_SLACK_BYTES)
-        result = await self._registry.sandbox_for(fn).run(fn.target, request, limits)
+        result = await self._registry.sandbox_for(fn).run(fn.target, pack(request), limits)
         if not result.ok:
             return result, None
         try:
