@@ -161,6 +161,18 @@ class Publisher(Protocol):
         """Publish many messages pipelined; return once every one is acknowledged."""
         ...
 
+    async def publish_many(self, msgs: Sequence[OutMsg]) -> list[PubAck | BusError]:
+        """Publish many messages pipelined; each one's own outcome, in order.
+
+        Like :meth:`publish_batch`, but one message's failure (no stream holds its
+        subject, a refusal, no acknowledgement in time) is returned in its place as the
+        :class:`BusError` it met instead of raised, so callers that publish for several
+        parties at once can answer each one. A :class:`BusError` for a message does not
+        prove it was not stored (see :meth:`publish`). Raises only if the bus is not open.
+        The drivers make this their cheapest way to store many small messages.
+        """
+        ...
+
 
 class Consumer(Protocol):
     async def fetch(self, batch: int, timeout_s: float) -> list[Message]:

@@ -207,6 +207,17 @@ class MemoryBus(Bus):
             for m in msgs
         ]
 
+    async def publish_many(self, msgs: Sequence[OutMsg]) -> list[PubAck | BusError]:
+        self.check_open()
+        out: list[PubAck | BusError] = []
+        for m in msgs:
+            try:
+                out.append(await self.publish(m.subject, m.data, msg_id=m.msg_id, headers=m.headers,
+                                              deliver_at=m.deliver_at))
+            except BusError as err:
+                out.append(err)
+        return out
+
     # consumers and buckets
 
     async def consumer(self, spec: ConsumerSpec) -> Consumer:

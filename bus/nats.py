@@ -60,6 +60,7 @@ from bus._names import (
 )
 from bus._nats_consumer import NatsConsumer
 from bus._nats_kv import NatsKeyValue
+from bus._nats_publish import FastPublisher
 from bus._nats_read import read_since
 from bus._nats_streams import SCHED_PREFIX, StreamFacts, stream_config, stream_facts
 from bus._nats_support import REF_HEADER, Payloads, translate
@@ -78,6 +79,7 @@ from bus.base import (
 log = logging.getLogger("bus.nats")
 
 _STREAM_IN_USE = 10058  # JetStream: "stream name already in use with a different configuration"
+_CHECKED_SUBJECTS_MAX = 10_000  # subjects publish_many has found valid (cleared when full)
 
 
 class NatsBus(Bus):
@@ -110,6 +112,8 @@ class NatsBus(Bus):
         self._nc: Any = None
         self._js: Any = None
         self._payloads: Payloads | None = None
+        self._fast: FastPublisher | None = None
+        self._checked_subjects: set[str] = set()
         self._streams: dict[str, StreamFacts] = {}
         self._state = "new"
 
@@ -139,6 +143,7 @@ class NatsBus(Bus):
         self._nc = nc
         self._js = nc.jetstream(timeout=self._timeout_s)
         self._payloads = Payloads(self._js, self._replicas)
+        self._fast = FastPublisher(nc, self._timeout_s)
         self._state = "started"
 
     async def close(self) -> None:
@@ -318,6 +323,45 @@ class NatsBus(Bus):
                            f"{len(errors)} failed)"):
                 raise first
         return out
+
+    async def publish_many(self, msgs: Sequence[OutMsg]) -> list[PubAck | BusError]:
+        """See :meth:`bus.base.Publisher.publish_many`. Plain messages (a ``msg_id`` at most,
+        inline payloads, no ``deliver_at``) take :mod:`bus._nats_publish`; others go one by
+        one through :meth:`publish`."""
+        self.check_open()
+        assert self._fast is not None
+        results: list[PubAck | BusError | None] = [None] * len(msgs)
+        fast: list[tuple[str, bytes, str | None]] = []
+        fast_at: list[int] = []
+        slow: list[int] = []
+        checked = self._checked_subjects
+        limit = self.inline_limit_bytes
+        for i, m in enumerate(msgs):
+            if m.headers or m.deliver_at is not None or len(m.data) > limit:
+                slow.append(i)
+                continue
+            if m.subject not in checked:
+                try:
+                    check_subject(m.subject, wildcards=False)
+                except BusError as err:
+                    results[i] = err
+                    continue
+                if len(checked) >= _CHECKED_SUBJECTS_MAX:
+                    checked.clear()
+                checked.add(m.subject)
+            fast.append((m.subject, bytes(m.data), m.msg_id))
+            fast_at.append(i)
+        if fast:
+            for i, result in zip(fast_at, await self._fast.publish(fast), strict=True):
+                results[i] = result
+        for i in slow:
+            m = msgs[i]
+            try:
+                results[i] = await self.publish(m.subject, m.data, msg_id=m.msg_id, headers=m.headers,
+                                                deliver_at=m.deliver_at)
+            except BusError as err:
+                results[i] = err
+        return [r if r is not None else BusError("publish: no outcome") for r in results]
 
     # consumers and buckets
 
