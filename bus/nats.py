@@ -60,7 +60,7 @@ from bus._names import (
 )
 from bus._nats_consumer import NatsConsumer
 from bus._nats_kv import NatsKeyValue
-from bus._nats_publish import FastPublisher
+from bus._nats_publish import ATOMIC_MAX, FastPublisher
 from bus._nats_read import read_since
 from bus._nats_streams import SCHED_PREFIX, StreamFacts, stream_config, stream_facts
 from bus._nats_support import REF_HEADER, Payloads, translate
@@ -80,6 +80,7 @@ log = logging.getLogger("bus.nats")
 
 _STREAM_IN_USE = 10058  # JetStream: "stream name already in use with a different configuration"
 _CHECKED_SUBJECTS_MAX = 10_000  # subjects publish_many has found valid (cleared when full)
+ATOMIC_MIN = 64  # publish_many sends a run of this many messages or more as atomic batches
 
 
 class NatsBus(Bus):
@@ -113,7 +114,8 @@ class NatsBus(Bus):
         self._js: Any = None
         self._payloads: Payloads | None = None
         self._fast: FastPublisher | None = None
-        self._checked_subjects: set[str] = set()
+        # Subjects publish_many has found valid, with the stream taking atomic batches of them.
+        self._checked_subjects: dict[str, str | None] = {}
         self._streams: dict[str, StreamFacts] = {}
         self._state = "new"
 
@@ -326,13 +328,16 @@ class NatsBus(Bus):
 
     async def publish_many(self, msgs: Sequence[OutMsg]) -> list[PubAck | BusError]:
         """See :meth:`bus.base.Publisher.publish_many`. Plain messages (a ``msg_id`` at most,
-        inline payloads, no ``deliver_at``) take :mod:`bus._nats_publish`; others go one by
-        one through :meth:`publish`."""
+        inline payloads, no ``deliver_at``) take :mod:`bus._nats_publish`: a run of at least
+        ``ATOMIC_MIN`` of them with ids, bound for one stream, goes in atomic batches of up
+        to 1,000 (one acknowledgement each; a batch the server refuses, e.g. for a duplicate
+        id, goes again message by message), the rest pipelined. Others go one by one through
+        :meth:`publish`."""
         self.check_open()
-        assert self._fast is not None
+        fast_publisher = self._fast
+        assert fast_publisher is not None
         results: list[PubAck | BusError | None] = [None] * len(msgs)
-        fast: list[tuple[str, bytes, str | None]] = []
-        fast_at: list[int] = []
+        fast: list[int] = []
         slow: list[int] = []
         checked = self._checked_subjects
         limit = self.inline_limit_bytes
@@ -348,12 +353,44 @@ class NatsBus(Bus):
                     continue
                 if len(checked) >= _CHECKED_SUBJECTS_MAX:
                     checked.clear()
-                checked.add(m.subject)
-            fast.append((m.subject, bytes(m.data), m.msg_id))
-            fast_at.append(i)
-        if fast:
-            for i, result in zip(fast_at, await self._fast.publish(fast), strict=True):
+                checked[m.subject] = await self._atomic_stream(m.subject)
+            fast.append(i)
+        pipelined: list[int] = []
+        atomic: list[list[int]] = []
+        run: list[int] = []
+        run_stream: str | None = None
+        for i in [*fast, -1]:  # -1 ends the last run
+            stream = checked[msgs[i].subject] if i >= 0 and msgs[i].msg_id is not None else None
+            if run and (stream is None or stream != run_stream):
+                if len(run) >= ATOMIC_MIN:
+                    atomic += [run[k:k + ATOMIC_MAX] for k in range(0, len(run), ATOMIC_MAX)]
+                else:
+                    pipelined += run
+                run = []
+            if i < 0:
+                break
+            if stream is None:
+                pipelined.append(i)
+            else:
+                run.append(i)
+                run_stream = stream
+
+        async def send_pipelined(at: list[int]) -> None:
+            frames = [(msgs[i].subject, bytes(msgs[i].data), msgs[i].msg_id) for i in at]
+            for i, result in zip(at, await fast_publisher.publish(frames), strict=True):
                 results[i] = result
+
+        async def send_atomic(at: list[int]) -> None:
+            frames = [(msgs[i].subject, str(msgs[i].msg_id)) for i in at]
+            acks = await fast_publisher.publish_atomic(frames, [bytes(msgs[i].data) for i in at])
+            if acks is None:  # refused, nothing stored: message by message, which dedupes each
+                await send_pipelined(at)
+                return
+            for i, ack in zip(at, acks, strict=True):
+                results[i] = ack
+
+        await asyncio.gather(*([send_pipelined(pipelined)] if pipelined else []),
+                             *(send_atomic(chunk) for chunk in atomic))
         for i in slow:
             m = msgs[i]
             try:
@@ -362,6 +399,14 @@ class NatsBus(Bus):
             except BusError as err:
                 results[i] = err
         return [r if r is not None else BusError("publish: no outcome") for r in results]
+
+    async def _atomic_stream(self, subject: str) -> str | None:
+        """The stream holding ``subject`` if it takes atomic batches (``None``: no, or none)."""
+        try:
+            facts = await self._stream_holding(subject)
+        except BusError:
+            return None
+        return facts.name if facts.allow_atomic else None
 
     # consumers and buckets
 
