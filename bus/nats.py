@@ -452,6 +452,20 @@ class NatsBus(Bus):
         timeout_s = self._timeout_s * max(2.0, limit / 100)
         return await read_since(self, self._nc, stream, subject, since, limit, timeout_s)
 
+    async def subject_counts(self, stream: str, subject: str) -> dict[str, int]:
+        check_stream_name(stream)
+        check_subject(subject, wildcards=True)
+        counts: dict[str, int] = {}
+        while True:  # the server answers at most 100,000 subjects a request
+            answer = await self._api(f"count the subjects of stream {stream!r}", f"STREAM.INFO.{stream}",
+                                     {"subjects_filter": subject, "offset": len(counts)})
+            page = (answer.get("state") or {}).get("subjects") or {}
+            counts.update(page)
+            if not page or len(counts) >= int(answer.get("total") or 0):
+                break
+        # A delayed message waits on a schedule subject of the stream's own: not the caller's.
+        return {s: int(n) for s, n in counts.items() if n > 0 and not s.startswith(SCHED_PREFIX + ".")}
+
     @property
     def jetstream(self) -> Any:
         """The nats-py JetStream context (for the driver's own modules)."""
