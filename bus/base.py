@@ -186,6 +186,7 @@ class Consumer(Protocol):
         """Stop fetching. Messages already delivered can still be acked, nak'ed or termed."""
         ...
 
+
 class KeyValue(Protocol):
     """A bucket of keys with compare-and-set by revision."""
 
