@@ -104,7 +104,9 @@ async def test_two_busy_functions_take_turns(bus: Bus) -> None:
             msg = await take(intake)
             order.append(decode_job(msg.data).run_id[0])
             await msg.ack()
-        assert order == ["a", "b"] * 10, order
+        # In turns: a lane is passed over only while its next job is still being fetched.
+        assert abs(order.count("a") - order.count("b")) <= 2, order
+        assert "aaa" not in "".join(order) and "bbb" not in "".join(order), order
     finally:
         await intake.close()
 
