@@ -210,6 +210,7 @@ class Intake:
 
     async def _fill(self, lane: _Lane) -> None:
         """Keep ``lane`` stocked (see :meth:`_want`)."""
+        failing = False
         while True:
             want = self._want(lane)
             if want <= 0:
@@ -219,9 +220,13 @@ class Intake:
             try:
                 msgs = await lane.consumer.fetch(want, LONG_POLL_S)
             except Exception as exc:
-                log.warning("fetching jobs failed; retrying", subject=lane.subject, error=str(exc))
+                # Every lane fails at once while the bus is away: say so once per lane, not twice a second.
+                (log.debug if failing else log.warning)("fetching jobs failed; retrying",
+                                                        subject=lane.subject, error=str(exc))
+                failing = True
                 await asyncio.sleep(RETRY_S)
                 continue
+            failing = False
             if msgs:
                 lane.ready.extend(msgs)
                 self._ready.set()
