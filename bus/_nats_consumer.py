@@ -6,7 +6,8 @@ returns as soon as it has something: it asks with ``no_wait`` for what is there 
 if nothing, it long-polls for *one* message, then asks with ``no_wait`` for the rest.
 So no pull request stays open to capture messages nobody is waiting for, except in a
 race at a long poll's expiry; such a late message waits in this consumer's queue for
-the next ``fetch`` (or is nak'ed on ``close``).
+the next ``fetch`` (or is nak'ed on ``close``). A ``fetch`` that is cancelled puts what
+it had taken back in that queue too, so a caller may stop a long poll at any time.
 
 Measured on nats-server 2.15: a ``no_wait`` pull that hits ``max_ack_pending`` is not
 answered "no messages"; it stays open until room frees up. So after the first message
@@ -85,14 +86,22 @@ class NatsConsumer:
         self._bus.check_open()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(timeout_s, 0.0)
-        got = self._drain(batch)
-        if not got:
-            got = await self._pull(batch, max(deadline, loop.time() + NO_WAIT_FLOOR_S), no_wait=True)
-        if not got and deadline - loop.time() > 0.01:
-            got = await self._pull(1, deadline, no_wait=False)
-            if got and batch > 1:
-                got += await self._pull(batch - 1, loop.time() + NO_WAIT_FLOOR_S, no_wait=True)
-        return await self._wrap(got)
+        got: list[Any] = []
+        try:
+            got += self._drain(batch)
+            if not got:
+                await self._pull(batch, max(deadline, loop.time() + NO_WAIT_FLOOR_S), no_wait=True, out=got)
+            if not got and deadline - loop.time() > 0.01:
+                await self._pull(1, deadline, no_wait=False, out=got)
+                if got and batch > 1:
+                    await self._pull(batch - 1, loop.time() + NO_WAIT_FLOOR_S, no_wait=True, out=got)
+            return await self._wrap(got)
+        except asyncio.CancelledError:
+            # Cancelled (a caller stopping): what this fetch took goes back to the queue, for
+            # the next fetch or for close() to nak, instead of waiting out its ack wait.
+            for msg in got:
+                self._queue.put_nowait(msg)
+            raise
 
     def _drain(self, batch: int) -> list[Any]:
         """Messages already here (late answers to an earlier pull); stale statuses dropped."""
@@ -103,7 +112,9 @@ class NatsConsumer:
                 out.append(msg)
         return out
 
-    async def _pull(self, batch: int, deadline: float, *, no_wait: bool) -> list[Any]:
+    async def _pull(self, batch: int, deadline: float, *, no_wait: bool, out: list[Any]) -> None:
+        """Ask for ``batch`` messages and append what comes to ``out`` (as it comes, so a
+        cancelled caller still holds every message taken off the queue)."""
         loop = asyncio.get_running_loop()
         request: dict[str, Any] = {"batch": batch}
         if no_wait:
@@ -114,16 +125,15 @@ class NatsConsumer:
             request["expires"] = int((remaining - min(0.05, remaining / 10)) * _NS)
         with translate(f"fetch from consumer {self._spec.durable!r}"):
             await self._nc.publish(self._next_subject, json.dumps(request).encode(), reply=self._inbox)
-        out: list[Any] = []
-        while len(out) < batch:
+        taken = 0
+        while taken < batch:
             wait = deadline - loop.time()
-            if out and no_wait:
+            if taken and no_wait:
                 wait = min(wait, BURST_GAP_S)
             if wait <= 0:
                 break
-            try:
-                msg = await asyncio.wait_for(self._queue.get(), wait)
-            except TimeoutError:
+            msg = await self._next(wait)
+            if msg is None:
                 break
             status = _status(msg)
             if status == _HEARTBEAT:
@@ -131,7 +141,25 @@ class NatsConsumer:
             if status:  # 404 no messages, 408 expired, 409 limits: this pull is over
                 break
             out.append(msg)
-        return out
+            taken += 1
+
+    async def _next(self, wait: float) -> Any:
+        """The next message in the queue, or ``None`` after ``wait`` seconds. Being cancelled
+        never loses one (``asyncio.wait_for`` on 3.11 can drop a result it races with)."""
+        if not self._queue.empty():
+            return self._queue.get_nowait()
+        getter = asyncio.ensure_future(self._queue.get())
+        try:
+            await asyncio.wait({getter}, timeout=wait)
+        except asyncio.CancelledError:
+            if getter.done() and not getter.cancelled():
+                self._queue.put_nowait(getter.result())
+            getter.cancel()
+            raise
+        if getter.done():
+            return getter.result()
+        getter.cancel()  # an item that arrives now stays in the queue (Queue.get's own guarantee)
+        return None
 
     async def _wrap(self, msgs: list[Any]) -> list[Message]:
         payloads = await asyncio.gather(*(self._resolve(m) for m in msgs))

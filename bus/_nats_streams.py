@@ -31,6 +31,9 @@ def stream_config(spec: StreamSpec, replicas: int) -> dict[str, Any]:
         "discard": "old",
         "duplicate_window": int(spec.dedupe_window_s * _NS),
         "max_age": int(spec.max_age_s * _NS) if spec.max_age_s is not None else 0,
+        # Atomic batches (nats-server 2.12+): publish_many sends long runs of messages as
+        # one, acknowledged once (see bus._nats_publish).
+        "allow_atomic": True,
     }
     if spec.allow_schedules:
         # Not in nats-py 2.16's StreamConfig: the reason streams go through the raw API.
@@ -46,6 +49,7 @@ class StreamFacts:
     subjects: tuple[str, ...]  # the caller's subjects, without the schedule subject
     work_queue: bool
     allow_schedules: bool
+    allow_atomic: bool = False
 
     @property
     def sched_subject(self) -> str:
@@ -60,4 +64,5 @@ def stream_facts(config: Mapping[str, Any]) -> StreamFacts:
         subjects=tuple(s for s in config.get("subjects", []) if not s.startswith(prefix)),
         work_queue=config.get("retention") == "workqueue",
         allow_schedules=bool(config.get("allow_msg_schedules")),
+        allow_atomic=bool(config.get("allow_atomic")),
     )

@@ -161,13 +161,30 @@ class Publisher(Protocol):
         """Publish many messages pipelined; return once every one is acknowledged."""
         ...
 
+    async def publish_many(self, msgs: Sequence[OutMsg]) -> list[PubAck | BusError]:
+        """Publish many messages pipelined; each one's own outcome, in order.
+
+        Like :meth:`publish_batch`, but one message's failure (no stream holds its
+        subject, a refusal, no acknowledgement in time) is returned in its place as the
+        :class:`BusError` it met instead of raised, so callers that publish for several
+        parties at once can answer each one. A :class:`BusError` for a message does not
+        prove it was not stored (see :meth:`publish`). Raises only if the bus is not open.
+        The drivers make this their cheapest way to store many small messages.
+        """
+        ...
+
 
 class Consumer(Protocol):
     async def fetch(self, batch: int, timeout_s: float) -> list[Message]:
-        """Up to ``batch`` messages; waits at most ``timeout_s`` for the first (``[]`` if none)."""
+        """Up to ``batch`` messages; waits at most ``timeout_s`` for the first (``[]`` if none).
+
+        It may be cancelled while it waits: a message it had already taken is not lost but
+        returned by a later ``fetch``, or handed back (nak) by ``close``."""
         ...
 
-    async def close(self) -> None: ...
+    async def close(self) -> None:
+        """Stop fetching. Messages already delivered can still be acked, nak'ed or termed."""
+        ...
 
 
 class KeyValue(Protocol):
@@ -233,6 +250,15 @@ class Bus(Publisher, Protocol):
         Cost on NATS: a short-lived consumer (two requests) plus the messages returned.
         Raises :class:`BusError` for an unknown stream, a work-queue stream (its consumers
         must ack), a subject no subject of the stream can match, or ``limit`` below 1.
+        """
+        ...
+
+    async def subject_counts(self, stream: str, subject: str) -> dict[str, int]:
+        """How many messages ``stream`` holds on each subject matching ``subject`` (wildcards
+        allowed); a subject holding none is left out. A delayed message counts once it is due;
+        on a work queue, a delivered message counts until it is acked or termed. For finding
+        work on subjects no consumer is reading yet. Cost on NATS: one stream-info request
+        (per 100,000 subjects). Raises :class:`BusError` for an unknown stream or a bad subject.
         """
         ...
 

@@ -207,6 +207,17 @@ class MemoryBus(Bus):
             for m in msgs
         ]
 
+    async def publish_many(self, msgs: Sequence[OutMsg]) -> list[PubAck | BusError]:
+        self.check_open()
+        out: list[PubAck | BusError] = []
+        for m in msgs:
+            try:
+                out.append(await self.publish(m.subject, m.data, msg_id=m.msg_id, headers=m.headers,
+                                              deliver_at=m.deliver_at))
+            except BusError as err:
+                out.append(err)
+        return out
+
     # consumers and buckets
 
     async def consumer(self, spec: ConsumerSpec) -> Consumer:
@@ -270,3 +281,18 @@ class MemoryBus(Bus):
             key=lambda m: (m.available_at, m.seq),
         )
         return [StoredMessage(m.subject, m.data, dict(m.headers), m.available_at, m.seq) for m in hits[:limit]]
+
+    async def subject_counts(self, stream: str, subject: str) -> dict[str, int]:
+        """See :meth:`bus.base.Bus.subject_counts`."""
+        self.check_open()
+        check_subject(subject, wildcards=True)
+        found = self.streams.get(stream)
+        if found is None:
+            raise BusError(f"subject_counts: no stream named {stream!r}")
+        now = self.clock()
+        found.expire(now)
+        counts: dict[str, int] = {}
+        for m in found.messages.values():
+            if m.available_at <= now and subject_matches(subject, m.subject):
+                counts[m.subject] = counts.get(m.subject, 0) + 1
+        return counts

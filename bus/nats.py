@@ -60,6 +60,7 @@ from bus._names import (
 )
 from bus._nats_consumer import NatsConsumer
 from bus._nats_kv import NatsKeyValue
+from bus._nats_publish import ATOMIC_MAX, FastPublisher
 from bus._nats_read import read_since
 from bus._nats_streams import SCHED_PREFIX, StreamFacts, stream_config, stream_facts
 from bus._nats_support import REF_HEADER, Payloads, translate
@@ -78,6 +79,8 @@ from bus.base import (
 log = logging.getLogger("bus.nats")
 
 _STREAM_IN_USE = 10058  # JetStream: "stream name already in use with a different configuration"
+_CHECKED_SUBJECTS_MAX = 10_000  # subjects publish_many has found valid (cleared when full)
+ATOMIC_MIN = 64  # publish_many sends a run of this many messages or more as atomic batches
 
 
 class NatsBus(Bus):
@@ -110,6 +113,9 @@ class NatsBus(Bus):
         self._nc: Any = None
         self._js: Any = None
         self._payloads: Payloads | None = None
+        self._fast: FastPublisher | None = None
+        # Subjects publish_many has found valid, with the stream taking atomic batches of them.
+        self._checked_subjects: dict[str, str | None] = {}
         self._streams: dict[str, StreamFacts] = {}
         self._state = "new"
 
@@ -139,6 +145,7 @@ class NatsBus(Bus):
         self._nc = nc
         self._js = nc.jetstream(timeout=self._timeout_s)
         self._payloads = Payloads(self._js, self._replicas)
+        self._fast = FastPublisher(nc, self._timeout_s)
         self._state = "started"
 
     async def close(self) -> None:
@@ -319,6 +326,88 @@ class NatsBus(Bus):
                 raise first
         return out
 
+    async def publish_many(self, msgs: Sequence[OutMsg]) -> list[PubAck | BusError]:
+        """See :meth:`bus.base.Publisher.publish_many`. Plain messages (a ``msg_id`` at most,
+        inline payloads, no ``deliver_at``) take :mod:`bus._nats_publish`: a run of at least
+        ``ATOMIC_MIN`` of them with ids, bound for one stream, goes in atomic batches of up
+        to 1,000 (one acknowledgement each; a batch the server refuses, e.g. for a duplicate
+        id, goes again message by message), the rest pipelined. Others go one by one through
+        :meth:`publish`."""
+        self.check_open()
+        fast_publisher = self._fast
+        assert fast_publisher is not None
+        results: list[PubAck | BusError | None] = [None] * len(msgs)
+        fast: list[int] = []
+        slow: list[int] = []
+        checked = self._checked_subjects
+        limit = self.inline_limit_bytes
+        for i, m in enumerate(msgs):
+            if m.headers or m.deliver_at is not None or len(m.data) > limit:
+                slow.append(i)
+                continue
+            if m.subject not in checked:
+                try:
+                    check_subject(m.subject, wildcards=False)
+                except BusError as err:
+                    results[i] = err
+                    continue
+                if len(checked) >= _CHECKED_SUBJECTS_MAX:
+                    checked.clear()
+                checked[m.subject] = await self._atomic_stream(m.subject)
+            fast.append(i)
+        pipelined: list[int] = []
+        atomic: list[list[int]] = []
+        run: list[int] = []
+        run_stream: str | None = None
+        for i in [*fast, -1]:  # -1 ends the last run
+            stream = checked[msgs[i].subject] if i >= 0 and msgs[i].msg_id is not None else None
+            if run and (stream is None or stream != run_stream):
+                if len(run) >= ATOMIC_MIN:
+                    atomic += [run[k:k + ATOMIC_MAX] for k in range(0, len(run), ATOMIC_MAX)]
+                else:
+                    pipelined += run
+                run = []
+            if i < 0:
+                break
+            if stream is None:
+                pipelined.append(i)
+            else:
+                run.append(i)
+                run_stream = stream
+
+        async def send_pipelined(at: list[int]) -> None:
+            frames = [(msgs[i].subject, bytes(msgs[i].data), msgs[i].msg_id) for i in at]
+            for i, result in zip(at, await fast_publisher.publish(frames), strict=True):
+                results[i] = result
+
+        async def send_atomic(at: list[int]) -> None:
+            frames = [(msgs[i].subject, str(msgs[i].msg_id)) for i in at]
+            acks = await fast_publisher.publish_atomic(frames, [bytes(msgs[i].data) for i in at])
+            if acks is None:  # refused, nothing stored: message by message, which dedupes each
+                await send_pipelined(at)
+                return
+            for i, ack in zip(at, acks, strict=True):
+                results[i] = ack
+
+        await asyncio.gather(*([send_pipelined(pipelined)] if pipelined else []),
+                             *(send_atomic(chunk) for chunk in atomic))
+        for i in slow:
+            m = msgs[i]
+            try:
+                results[i] = await self.publish(m.subject, m.data, msg_id=m.msg_id, headers=m.headers,
+                                                deliver_at=m.deliver_at)
+            except BusError as err:
+                results[i] = err
+        return [r if r is not None else BusError("publish: no outcome") for r in results]
+
+    async def _atomic_stream(self, subject: str) -> str | None:
+        """The stream holding ``subject`` if it takes atomic batches (``None``: no, or none)."""
+        try:
+            facts = await self._stream_holding(subject)
+        except BusError:
+            return None
+        return facts.name if facts.allow_atomic else None
+
     # consumers and buckets
 
     async def consumer(self, spec: ConsumerSpec) -> Consumer:
@@ -362,6 +451,20 @@ class NatsBus(Bus):
         # Bounded by one request timeout per 100 messages asked for, at least two.
         timeout_s = self._timeout_s * max(2.0, limit / 100)
         return await read_since(self, self._nc, stream, subject, since, limit, timeout_s)
+
+    async def subject_counts(self, stream: str, subject: str) -> dict[str, int]:
+        check_stream_name(stream)
+        check_subject(subject, wildcards=True)
+        counts: dict[str, int] = {}
+        while True:  # the server answers at most 100,000 subjects a request
+            answer = await self._api(f"count the subjects of stream {stream!r}", f"STREAM.INFO.{stream}",
+                                     {"subjects_filter": subject, "offset": len(counts)})
+            page = (answer.get("state") or {}).get("subjects") or {}
+            counts.update(page)
+            if not page or len(counts) >= int(answer.get("total") or 0):
+                break
+        # A delayed message waits on a schedule subject of the stream's own: not the caller's.
+        return {s: int(n) for s, n in counts.items() if n > 0 and not s.startswith(SCHED_PREFIX + ".")}
 
     @property
     def jetstream(self) -> Any:

@@ -2,19 +2,22 @@
 
 ``POST /e/{key}`` checks the whole body first (:mod:`runtime.events`), then publishes
 every event to the EVENTS stream (its id as the dedupe key) and answers 200 only once
-JetStream has acknowledged them all. Reads come from the history store.
+JetStream has acknowledged them all. Requests that arrive together are published
+together (:class:`Coalescer`: one ``publish_many`` call, one write to NATS), and each
+is answered from its own events' acknowledgements. Reads come from the history store.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import Any
 
 import structlog
 from aiohttp import web
 
-from bus import Bus, BusError
+from bus import Bus, BusError, OutMsg, PubAck
 from runtime.events import EventError, parse_events
 from runtime.history import History
 from runtime.limits import RuntimeLimits
@@ -40,6 +43,85 @@ def _ok(body: Any) -> web.Response:
     return web.json_response(body, dumps=_dumps)
 
 
+class Coalescer:
+    """Publishes the messages of callers that arrive together with one
+    :meth:`bus.base.Publisher.publish_many` call, and gives each caller the outcomes of
+    its own messages (in order).
+
+    A call starts when none is waiting for acknowledgements, or when ``big`` messages
+    or more are waiting (then up to ``in_flight`` calls overlap). The caller that can
+    start one schedules it with ``call_soon``, so the callers the loop runs before it
+    (the other requests read in that turn) join it; otherwise the next call starts as
+    soon as one finishes and takes everyone waiting. So an idle node publishes a lone
+    event at once, a busy one publishes single events in bigger batches (fewer writes
+    to NATS, fewer wake-ups: measured, this doubles single-event ingest), and large
+    requests still overlap their publishing with reading the next ones. A caller that
+    is cancelled while waiting leaves its messages to be published (as a client that
+    goes away after sending would).
+    """
+
+    def __init__(self, bus: Bus, *, big: int = 500, in_flight: int = 4) -> None:
+        self._bus = bus
+        self._big = big
+        self._in_flight = in_flight
+        self._waiting_msgs = 0
+        self._waiting: list[tuple[Sequence[OutMsg], asyncio.Future[list[PubAck | BusError]]]] = []
+        self._scheduled = False
+        self._tasks: set[asyncio.Task[None]] = set()
+        #: Counters for tests and logs: publish_many calls made, messages they carried.
+        self.calls = 0
+        self.messages = 0
+
+    async def publish(self, msgs: Sequence[OutMsg]) -> list[PubAck | BusError]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[PubAck | BusError]] = loop.create_future()
+        self._waiting.append((msgs, future))
+        self._waiting_msgs += len(msgs)
+        if not self._scheduled and self._may_start():
+            self._scheduled = True
+            loop.call_soon(self._start)
+        return await future
+
+    def _may_start(self) -> bool:
+        busy = len(self._tasks)
+        return busy == 0 or (busy < self._in_flight and self._waiting_msgs >= self._big)
+
+    def _start(self) -> None:
+        self._scheduled = False
+        if not self._waiting or not self._may_start():
+            return
+        turn, self._waiting = self._waiting, []
+        self._waiting_msgs = 0
+        task = asyncio.ensure_future(self._publish(turn))
+        self._tasks.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if self._waiting and not self._scheduled and self._may_start():
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._start)
+
+    async def _publish(self, turn: list[tuple[Sequence[OutMsg], asyncio.Future[list[PubAck | BusError]]]]) -> None:
+        msgs = [m for part, _ in turn for m in part]
+        self.calls += 1
+        self.messages += len(msgs)
+        try:
+            results: list[PubAck | BusError] = await self._bus.publish_many(msgs)
+        except BusError as exc:
+            results = [exc] * len(msgs)
+        except BaseException as exc:
+            for _, future in turn:
+                if not future.done():
+                    future.set_exception(exc)
+            raise
+        at = 0
+        for part, future in turn:
+            if not future.done():
+                future.set_result(results[at:at + len(part)])
+            at += len(part)
+
+
 class Api:
     """Routes bound to one node's bus, history and registry.
 
@@ -57,6 +139,7 @@ class Api:
         self._ops = operations
         self._keys = None if event_keys is None else frozenset(event_keys)
         self._ready = ready
+        self.ingest = Coalescer(bus)
 
     def app(self) -> web.Application:
         # Bodies are size-checked by us (to answer with a JSON 413), so let aiohttp
@@ -91,13 +174,14 @@ class Api:
             events = parse_events(body, self._limits)
         except EventError as exc:
             return _error(exc.status, exc.message)
-        msgs = [event_message(ev) for ev in events]
-        try:
-            await self._bus.publish_batch(msgs)
-        except BusError as exc:
-            log.error("could not store events", error=str(exc), count=len(events))
-            return _error(503, f"events not stored: {exc}")
-        return _ok({"ids": [ev["id"] for ev in events], "status": 200})
+        results = await self.ingest.publish([event_message(ev) for ev in events])
+        for result in results:
+            if isinstance(result, BusError):
+                failed = sum(isinstance(r, BusError) for r in results)
+                log.error("could not store events", error=str(result), count=len(events), failed=failed)
+                return _error(503, f"events not stored: {result}")
+        answer = json.dumps({"ids": [ev["id"] for ev in events], "status": 200}, separators=(",", ":"))
+        return web.Response(text=answer, content_type="application/json")
 
     async def list_events(self, request: web.Request) -> web.Response:
         limit = _limit(request)

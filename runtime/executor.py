@@ -18,18 +18,19 @@ from typing import Any
 
 import structlog
 
-from bus import Bus, Consumer, Message
+from bus import Bus, Message
 from runtime.effects import Effects
 from runtime.events import normalise
 from runtime.flow import FlowControl, Wait
 from runtime.history import History
 from runtime.ids import new_id, now_ms
+from runtime.intake import Intake
 from runtime.jobs import Job, branch_message, decode_job, enqueue
 from runtime.limits import RuntimeLimits
 from runtime.outcomes import Transition, apply_branch, apply_result, resolve, timed_out
 from runtime.registry import FunctionDef, Registry
 from runtime.state import RunState, RunStore, StaleStateError, StateTooLargeError
-from runtime.streams import event_message, executor_consumer
+from runtime.streams import event_message
 from runtime.waits import Waits
 from sandboxes import Limits, Result
 from sluice.protocol import ProtocolError, decode_response, pack
@@ -67,21 +68,34 @@ class Executor:
         self._limits = limits
         self._concurrency = concurrency
         self._slots = asyncio.Semaphore(concurrency)
-        self._consumer: Consumer | None = None
+        self._intake: Intake | None = None
         self._task: asyncio.Task[None] | None = None
         self._inflight: set[asyncio.Task[None]] = set()
+        self._room = asyncio.Event()  # set when a job finishes: a slot is free
         self._stopping = asyncio.Event()
         # (run, step) whose final row this process wrote: a finished run's repair skips them.
         self._recorded: collections.OrderedDict[tuple[str, str], None] = collections.OrderedDict()
 
     async def start(self) -> None:
-        self._consumer = await self._bus.consumer(executor_consumer(self._limits))
+        # Jobs come in turns between functions (runtime/intake.py), one lane per function.
+        self._intake = Intake(self._bus, self._registry, self._limits, prefetch=max(1, self._concurrency),
+                              free=lambda: self._concurrency - len(self._inflight))
+        await self._intake.start()
         self._task = asyncio.create_task(self._loop(), name="executor")
 
+    async def functions_changed(self) -> None:
+        """The registry changed (apps loaded): take the jobs of the functions it holds now."""
+        if self._intake is not None:
+            await self._intake.sync()
+
     async def stop(self, grace_s: float = 5.0) -> None:
-        """Stop taking jobs; give running calls ``grace_s`` to finish, then cancel them
-        (their jobs stay unacked and run again elsewhere or after a restart)."""
+        """Stop taking jobs (those fetched and not started are handed back); give running
+        calls ``grace_s`` to finish, then cancel them (their jobs stay unacked and run again
+        elsewhere or after a restart)."""
         self._stopping.set()
+        self._room.set()
+        if self._intake is not None:
+            await self._intake.halt()
         if self._task is not None:
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
@@ -90,9 +104,9 @@ class Executor:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
-        if self._consumer is not None:
-            await self._consumer.close()
-            self._consumer = None
+        if self._intake is not None:
+            await self._intake.close()
+            self._intake = None
 
     async def recover(self) -> int:
         """Re-send the job of every unfinished run (for a single node after a restart: its
@@ -110,22 +124,23 @@ class Executor:
         return count
 
     async def _loop(self) -> None:
-        assert self._consumer is not None
+        """Start the next job (in the intake's fair order) whenever a slot is free."""
+        assert self._intake is not None
         while not self._stopping.is_set():
-            free = self._concurrency - len(self._inflight)
-            if free <= 0:
-                await asyncio.wait(self._inflight, return_when=asyncio.FIRST_COMPLETED)
+            if len(self._inflight) >= self._concurrency:
+                self._room.clear()
+                await self._room.wait()
                 continue
-            try:
-                msgs = await self._consumer.fetch(free, timeout_s=0.5)
-            except Exception as exc:
-                log.warning("fetching jobs failed; retrying", error=str(exc))
-                await asyncio.sleep(0.5)
-                continue
-            for msg in msgs:
-                task = asyncio.create_task(self._handle(msg))
-                self._inflight.add(task)
-                task.add_done_callback(self._inflight.discard)
+            msg = await self._intake.next()
+            if msg is None:  # halted
+                break
+            task = asyncio.create_task(self._handle(msg))
+            self._inflight.add(task)
+            task.add_done_callback(self._job_done)
+
+    def _job_done(self, task: asyncio.Task[None]) -> None:
+        self._inflight.discard(task)
+        self._room.set()
 
     async def _handle(self, msg: Message) -> None:
         picked = now_ms()

@@ -124,6 +124,8 @@ class Node:
                 self.registry.replace_app(app, [f for f in fns if f.app == app])
             if self._scheduler is not None:
                 await self._scheduler.arm_crons()
+            if self._executor is not None:
+                await self._executor.functions_changed()
             for fn in fns:
                 log.info("function registered", function=fn.fqid, sandbox=fn.sandbox,
                          triggers=[describe_trigger(t) for t in fn.triggers])

@@ -15,7 +15,12 @@ from sluice.protocol import pack
 EVENTS_STREAM = "SLUICE_EVENTS"
 EVENTS_SUBJECTS = "sluice.events.>"
 STEPS_STREAM = "SLUICE_STEPS"
-STEPS_SUBJECT = "sluice.steps.run"
+# Each function's jobs have their own subject, JOBS_PREFIX.<name_token(app/fn)>, read by its
+# own durable consumer, so the executor can take turns between functions (runtime/intake.py).
+JOBS_PREFIX = "sluice.steps.run"
+JOBS_SUBJECTS = f"{JOBS_PREFIX}.>"
+# Where every job went before jobs were split by function: still drained, for an upgrade.
+LEGACY_JOBS_SUBJECT = JOBS_PREFIX
 RUNS_BUCKET = "sluice-runs"
 WAITS_BUCKET = "sluice-waits"
 CANCELS_BUCKET = "sluice-cancels"
@@ -29,6 +34,11 @@ def name_token(event_name: str) -> str:
 def event_subject(event_name: str) -> str:
     """Each event name has its own subject, so waits can read back recent events by name."""
     return f"sluice.events.{name_token(event_name)}"
+
+
+def job_subject(function: str) -> str:
+    """The subject of the jobs of ``function`` (its ``app/fn`` id)."""
+    return f"{JOBS_PREFIX}.{name_token(function)}"
 
 
 def event_message(event: dict[str, object]) -> OutMsg:
@@ -66,10 +76,13 @@ def scheduler_consumer() -> ConsumerSpec:
     return ConsumerSpec(stream=EVENTS_STREAM, durable="scheduler", ack_wait_s=60.0)
 
 
-def executor_consumer(limits: RuntimeLimits) -> ConsumerSpec:
+def executor_consumer(limits: RuntimeLimits, subject: str = LEGACY_JOBS_SUBJECT) -> ConsumerSpec:
+    """The durable consumer of the jobs on ``subject`` (a :func:`job_subject`), shared by every
+    executor node: ``executor-<token>``; ``executor`` for the pre-split subject."""
+    durable = "executor" if subject == LEGACY_JOBS_SUBJECT else "executor-" + subject.rsplit(".", 1)[1]
     return ConsumerSpec(
         stream=STEPS_STREAM,
-        durable="executor",
-        filter_subject=STEPS_SUBJECT,
+        durable=durable,
+        filter_subject=subject,
         ack_wait_s=limits.step_timeout_cap_ms / 1000 + ACK_WAIT_SLACK_S,
     )

@@ -74,3 +74,47 @@ def test_a_body_over_5_mib_is_413() -> None:
     with pytest.raises(EventError) as err:
         parse_events(json.dumps({"name": "a", "data": {"s": "x" * 200}}).encode(), small)
     assert err.value.status == 413
+
+
+def test_ids_made_for_a_batch_are_fresh_ulids_of_the_time_received() -> None:
+    from runtime.events import IdMaker
+    from runtime.ids import new_id
+
+    evs = parse([{"name": "e"}] * 300)
+    ids = [str(e["id"]) for e in evs]
+    assert len(set(ids)) == 300
+    prefix = new_id(1_000)[:10]  # the 48 bits of time, as runtime.ids encodes them
+    assert all(len(i) == 26 and i.startswith(prefix) for i in ids)
+    alphabet = set("0123456789ABCDEFGHJKMNPQRSTVWXYZ")
+    assert all(set(i) <= alphabet for i in ids)
+    later = IdMaker(1_767_225_600_123)()
+    assert later[:10] == new_id(1_767_225_600_123)[:10] and later[:10] != prefix
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        '{"s": "' + "é" * 50 + '"}',  # 2 bytes of UTF-8 become a 6-byte \\u escape
+        '{"s": "' + "😀" * 50 + '"}',  # 4 bytes become two escapes: 12
+        '{"f": [' + ",".join(["1e15"] * 40) + "]}",  # 4 bytes become 1000000000000000.0
+        '{"s": "' + "\\u0041" * 50 + '"}',  # escapes that shrink
+    ],
+)
+def test_an_event_grows_at_most_six_fold_when_re_encoded(data: str) -> None:
+    """The bound that lets small bodies skip measuring each event (see parse_events)."""
+    from runtime.events import _DEFAULTS_BYTES, _GROWTH
+
+    body = ('{"name": "n", "data": ' + data + "}").encode()
+    [ev] = parse_events(body, LIMITS, received_ms=1_000)
+    size = len(json.dumps(ev, separators=(",", ":")).encode())
+    assert size <= _GROWTH * len(body) + _DEFAULTS_BYTES
+    assert (size > 2 * len(body)) == ("0041" not in data)  # the first three do grow, a lot
+
+
+def test_a_big_body_still_measures_every_event_against_the_limit() -> None:
+    small = RuntimeLimits(event_bytes=1_000)
+    body = json.dumps([{"name": "ok"}, {"name": "big", "data": {"s": "é" * 300}}], ensure_ascii=False).encode()
+    assert 6 * len(body) + 256 > 1_000  # too big to skip measuring
+    with pytest.raises(EventError) as err:
+        parse_events(body, small)
+    assert err.value.status == 413 and "events[1]" in err.value.message

@@ -14,7 +14,7 @@ from runtime.ids import now_ms
 from runtime.jobs import decode_job, enqueue
 from runtime.registry import FunctionDef
 from runtime.state import RunState, RunStore
-from runtime.streams import RUNS_BUCKET, STEPS_SUBJECT
+from runtime.streams import RUNS_BUCKET, job_subject
 from tests.runtime.flow.conftest import Starts, event, flow_for, function, run
 
 
@@ -45,7 +45,7 @@ async def test_a_closed_batch_becomes_one_queued_run_with_its_first_job(bus: Bus
         state = await runs.load(run_id)
         assert state is not None and state.events == [one, two] and state.event == one
         jobs = await bus.consumer(ConsumerSpec(stream="SLUICE_STEPS", durable="executor",
-                                               filter_subject=STEPS_SUBJECT))
+                                               filter_subject=job_subject(fn.fqid)))
         [msg] = await jobs.fetch(10, 5)
         assert decode_job(msg.data).run_id == run_id
     finally:
@@ -62,7 +62,7 @@ async def test_a_wait_re_sends_the_job_under_a_new_message_id(memory_bus: Bus) -
     assert isinstance(wait, Wait)
     await enqueue(memory_bus, state, deliver_at_ms=wait.at_ms, nonce=wait.nonce)
     jobs = await memory_bus.consumer(ConsumerSpec(stream="SLUICE_STEPS", durable="executor",
-                                                  filter_subject=STEPS_SUBJECT))
+                                                  filter_subject=job_subject(fn.fqid)))
     first = await jobs.fetch(10, 0.1)
     await first[0].ack()
     later = await jobs.fetch(10, 2)
