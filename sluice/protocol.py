@@ -89,13 +89,31 @@ def step_id(name: str, occurrence: int = 0) -> str:
     return hashlib.sha1(key.encode("utf-8")).hexdigest()
 
 
+#: Without msgpack's C extension (CPython for WASI), a faster pure-Python codec for the
+#: protocol's types goes first; it defers to msgpack for anything else (see _msgpack_py).
+if msgpack.Packer.__module__ == "msgpack.fallback":
+    from sluice import _msgpack_py as _FAST
+else:
+    _FAST = None  # type: ignore[assignment]
+
+
 def pack(obj: Any) -> bytes:
     """Encode ``obj`` as msgpack (str as str, bytes as bin)."""
+    if _FAST is not None:
+        try:
+            return _FAST.packb(obj)  # type: ignore[no-any-return]
+        except (_FAST.Unsupported, UnicodeEncodeError):
+            pass
     return msgpack.packb(obj, use_bin_type=True)  # type: ignore[no-any-return]
 
 
 def unpack(data: bytes) -> Any:
     """Decode one msgpack value; raise :class:`ProtocolError` on anything else."""
+    if _FAST is not None:
+        try:
+            return _FAST.unpackb(data)
+        except _FAST.Unsupported:
+            pass
     try:
         return msgpack.unpackb(data, raw=False, strict_map_key=False)
     except (msgpack.ExtraData, msgpack.FormatError, msgpack.StackError, ValueError) as exc:
