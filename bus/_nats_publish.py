@@ -15,7 +15,12 @@ writes the same wire form itself:
   lookup and its message by the index; a call keeps one future, resolved when its
   last acknowledgement arrives;
 - an acknowledgement with an ``error`` (or a no-responders status) becomes that
-  message's :class:`BusError`; the other messages of the call are unaffected.
+  message's :class:`BusError`; the other messages of the call are unaffected;
+- :meth:`FastPublisher.publish_atomic` sends up to 1,000 messages as one JetStream
+  atomic batch (``Nats-Batch-Id``/``-Sequence``/``-Commit`` headers, nats-server 2.12+):
+  only the commit carries a reply, so the client parses one acknowledgement, not 1,000
+  (each message's sequence follows from the commit's). The server stores all of it or
+  none; :meth:`bus.nats.NatsBus.publish_many` sends a refused batch again frame by frame.
 
 The frames go through nats-py's ``Client._send_command`` / ``_flush_pending`` (private,
 pinned with nats-py==2.16.0 in pyproject.toml; ``tests/bus`` and the conformance suite
