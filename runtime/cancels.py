@@ -17,6 +17,7 @@ import structlog
 from bus import KeyValue
 from runtime.expressions import matches
 from runtime.ids import now_ms
+from runtime.indexed import for_indexed_names
 from runtime.operations import Operations, RunNotFound
 from runtime.registry import FunctionDef
 from runtime.state import RunState, RunStore
@@ -41,18 +42,8 @@ class Cancels:
             await self._index.put(f"{name_token(rule['event'])}.{state.id}.{n}", pack(entry))
 
     async def on_events(self, events: list[dict[str, Any]]) -> int:
-        """:meth:`on_event` for each of ``events``, in order, skipping (with one lookup per
-        name) the names nothing is indexed under: the common case, asked for every event."""
-        done = 0
-        empty: set[str] = set()
-        for event in events:
-            if event["name"] in empty:
-                continue
-            if not await self._index.keys(prefix=f"{name_token(event['name'])}."):
-                empty.add(event["name"])
-                continue
-            done += await self.on_event(event)
-        return done
+        """:meth:`on_event` for each of ``events``, in order (see :func:`for_indexed_names`)."""
+        return await for_indexed_names(self._index, events, self.on_event)
 
     async def on_event(self, event: dict[str, Any]) -> int:
         """Cancel every run a rule for ``event`` matches; returns how many."""

@@ -7,14 +7,12 @@ that names the offending field. Nothing is stored until every event has passed.
 
 from __future__ import annotations
 
-import base64
 import json
-import os
 from collections.abc import Callable
 from typing import Any
 
+from runtime.ids import IdMaker, now_ms
 from runtime.ids import new_id as random_id
-from runtime.ids import now_ms
 from runtime.limits import RuntimeLimits
 
 NAME_MAX = 256
@@ -26,9 +24,6 @@ ID_MAX = 256
 #: event measured.
 _GROWTH = 6
 _DEFAULTS_BYTES = 256
-_RFC_B32 = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
-_CROCKFORD_B32 = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # runtime.ids' alphabet
-_TO_CROCKFORD = bytes.maketrans(_RFC_B32, _CROCKFORD_B32)
 
 
 class EventError(ValueError):
@@ -67,28 +62,6 @@ def parse_events(body: bytes, limits: RuntimeLimits, *, received_ms: int | None 
         return [normalise(ev, f"events[{i}]", limits, received, measure=measure, new_id=ids)
                 for i, ev in enumerate(doc)]
     raise EventError(400, f"request body must be a JSON object or array, not {_json_type(doc)}")
-
-
-class IdMaker:
-    """Fresh ULIDs for one time ``ms``, the same as :func:`runtime.ids.new_id` makes.
-
-    The 10 characters of the time are encoded once, and the 16 of the 80 random bits
-    come from one ``os.urandom`` call per ``pool`` ids through base32 (RFC 4648 and
-    Crockford's alphabet differ only in their letters: a ``bytes.translate``).
-    """
-
-    __slots__ = ("_pool", "_prefix", "_tails")
-
-    def __init__(self, ms: int, pool: int = 64) -> None:
-        self._prefix = random_id(ms)[:10]  # the 48 bits of time (and 2 zero bits above them)
-        self._pool = pool
-        self._tails: list[str] = []
-
-    def __call__(self) -> str:
-        if not self._tails:
-            text = base64.b32encode(os.urandom(10 * self._pool)).translate(_TO_CROCKFORD).decode()
-            self._tails = [text[i:i + 16] for i in range(0, len(text), 16)]
-        return self._prefix + self._tails.pop()
 
 
 def normalise(ev: Any, where: str, limits: RuntimeLimits, received: int, *, measure: bool = True,

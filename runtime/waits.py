@@ -18,6 +18,7 @@ from bus import Bus, KeyValue
 from runtime.expressions import matches
 from runtime.history import History
 from runtime.ids import now_ms
+from runtime.indexed import for_indexed_names
 from runtime.jobs import enqueue
 from runtime.outcomes import resolve
 from runtime.state import RunState, RunStore, StaleStateError
@@ -60,18 +61,8 @@ class Waits:
                 return
 
     async def on_events(self, events: list[dict[str, Any]]) -> int:
-        """:meth:`on_event` for each of ``events``, in order, skipping (with one lookup per
-        name) the names nothing is indexed under: the common case, asked for every event."""
-        done = 0
-        empty: set[str] = set()
-        for event in events:
-            if event["name"] in empty:
-                continue
-            if not await self._index.keys(prefix=f"{name_token(event['name'])}."):
-                empty.add(event["name"])
-                continue
-            done += await self.on_event(event)
-        return done
+        """:meth:`on_event` for each of ``events``, in order (see :func:`for_indexed_names`)."""
+        return await for_indexed_names(self._index, events, self.on_event)
 
     async def on_event(self, event: dict[str, Any]) -> int:
         """Resume every run waiting for ``event`` whose ``if`` matches; returns how many."""
