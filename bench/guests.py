@@ -47,8 +47,9 @@ def _op(stdout: bytes, where: str) -> dict[str, object]:
     except protocol.ProtocolError as exc:
         raise BenchError(f"{where}: not a protocol response ({exc}): {stdout[:200]!r}") from None
     ops = response["ops"]
-    if len(ops) != 1:
-        raise BenchError(f"{where}: expected one op, got {len(ops)}")
+    # One op; or a step and the function's result after it (the last step's call returns it too).
+    if not (len(ops) == 1 or (len(ops) == 2 and ops[0]["op"] == "step" and ops[1]["op"] == "done")):
+        raise BenchError(f"{where}: expected one op (or a step and done), got {[op['op'] for op in ops]}")
     return dict(ops[0])
 
 
