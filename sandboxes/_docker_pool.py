@@ -97,7 +97,7 @@ class Spec:
     @property
     def key(self) -> tuple[Any, ...]:
         lim = self.limits
-        return (self.image, self.env, self.runtime, lim.memory_mb, lim.cpus, lim.pids, lim.tmpfs_mb)
+        return (self.image, self.env, self.runtime, lim.memory_mb, lim.cpus, lim.pids, lim.tmpfs_mb, self.command)
 
     @staticmethod
     def of(image: str, env: Mapping[str, str], runtime: str, limits: Limits, command: list[str]) -> Spec:

@@ -1,4 +1,5 @@
-"""The program a warm container runs: a trusted parent that forks one child per call.
+"""The program a warm container runs: a trusted parent that forks one child per call
+(or, for an app that opted in to reuse, answers every call itself: :func:`_serve_reused`).
 
 Runs *inside* the guest (``python3 -c <this file's source> <shim args>``, see
 ``_docker_warm``), so it imports nothing from ``sandboxes``, only ``sluice.shim``'s helpers.
@@ -44,6 +45,8 @@ from typing import Any
 from sluice import shim
 from sluice.protocol import ProtocolError, frame, read_frame
 
+#: The argument (before the shim's) that selects :func:`_serve_reused`.
+REUSE_FLAG = "--reuse-guest"
 #: One-time token size (bytes).
 TOKEN_BYTES = 16
 #: Wrapped around a token on stderr at the end of every call.
@@ -69,7 +72,8 @@ _IPC_RMID = 0
 
 
 def main(argv: list[str]) -> int:
-    opts = shim._parse_args(argv)
+    reuse = REUSE_FLAG in argv
+    opts = shim._parse_args([a for a in argv if a != REUSE_FLAG])
     _, proto_out = shim._claim_stdio()
     out_fd = proto_out.fileno()
     libc = ctypes.CDLL(None, use_errno=True)
@@ -83,6 +87,11 @@ def main(argv: list[str]) -> int:
     tokens = _read_tokens()
     if tokens is None:
         return shim.EXIT_OK  # the host went away before the first call
+    if reuse:
+        for name, handler in defaults.items():
+            signal.signal(getattr(signal, name), handler)
+        libc.prctl(_PR_SET_DUMPABLE, 1, 0, 0, 0)  # user code runs here: its /proc/self as usual
+        return _serve_reused(loaded, out_fd, tokens)
     gc.freeze()  # children then never touch (and so copy) the pages of what the app imported
     oom_kills = _oom_kills()
     for n in range(len(tokens) // TOKEN_BYTES):
@@ -117,6 +126,35 @@ def main(argv: list[str]) -> int:
         if not _reap_all(time.monotonic() + CLEAN_S):  # while the host reads the answer
             shim._say("a process of the call would not go; closing")
             return EXIT_UNCLEAN
+    return shim.EXIT_OK  # tokens spent: the host retires the container
+
+
+def _serve_reused(loaded: shim._Loaded, out_fd: int, tokens: bytearray) -> int:
+    """The app opted in to reuse (``sluice.App(..., reuse_instances=True)``): answer every
+    call in this process, one after another, with no fork and no clean-up between calls,
+    so what a call leaves (module state, files, processes) is there for the next one.
+    The wire format is the same; the tokens only mark where a call's output ends (user
+    code shares this process, so they protect nothing against it: the container serves
+    this app version alone, whose calls may share state anyway)."""
+    host_in = os.dup(0)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)  # user code reading stdin gets end of input, not the host's stream
+    os.close(null)
+    with open(host_in, "rb", buffering=0) as stdin:
+        for n in range(len(tokens) // TOKEN_BYTES):
+            try:
+                data = read_frame(stdin)
+                if data is None:
+                    return shim.EXIT_OK  # end of input: the host is done with this container
+                body = shim._respond(loaded, shim._decode(data))
+            except ProtocolError as exc:
+                shim._say(f"bad request: {exc}; closing")
+                return shim.EXIT_BAD_INPUT
+            _flush_std()
+            token = memoryview(tokens)[n * TOKEN_BYTES:(n + 1) * TOKEN_BYTES]
+            _write_all(out_fd, frame(body))
+            _write_all(out_fd, _LEN.pack(TOKEN_BYTES), token)  # one write each: one attach frame each
+            _write_all(2, END_PREFIX, token.hex().encode(), END_SUFFIX)
     return shim.EXIT_OK  # tokens spent: the host retires the container
 
 

@@ -43,8 +43,9 @@ class Target:
     ``warm``: the target may run in a reused, pre-started guest (a warm container, or a
     pre-started WASM instance) instead of a fresh one per call; drivers decide how.
     ``reuse``: the app opted in (``sluice.App(..., reuse_instances=True)``) to one warm
-    guest answering many of its calls in turn, its memory carrying over between them.
-    Drivers that give every call a clean guest anyway may ignore it; only with ``warm``.
+    guest answering many of its calls in turn, its memory carrying over between them
+    (WASM: a reused instance; Docker: the warm container answers without forking a clean
+    child per call). Only with ``warm``; such guests never serve another target.
     """
 
     kind: Literal["python", "module", "image"]

@@ -41,6 +41,7 @@ from sandboxes import _docker_images as images
 from sandboxes._docker_api import EngineClient, EngineError
 from sandboxes._docker_oneshot import LABEL, OneShotRunner
 from sandboxes._docker_pool import POOL_LABEL, PoolConfig, Spec, WarmPool
+from sandboxes._docker_serve import REUSE_FLAG
 from sandboxes._docker_warm import serve_command
 from sandboxes.base import Limits, Result, SandboxError, Target
 from sluice.protocol import MAX_FRAME_BYTES
@@ -136,7 +137,7 @@ class DockerSandbox:
         try:
             result: Result | None = None
             if target.warm and prepared.serve is not None and len(request) <= MAX_FRAME_BYTES:
-                spec = Spec.of(prepared.image_id, target.env, runtime, limits, prepared.serve)
+                spec = Spec.of(prepared.image_id, target.env, runtime, limits, _warm_command(target, prepared.serve))
                 result = await self.pool.run(spec, request, limits)
             if result is None:
                 result = await self._runner.run(prepared.image_id, target.env, request, limits, runtime=runtime)
@@ -156,7 +157,7 @@ class DockerSandbox:
         runtime = await self._runtime_for(target)
         if not target.warm or prepared.serve is None:
             return 0
-        spec = Spec.of(prepared.image_id, target.env, runtime, limits, prepared.serve)
+        spec = Spec.of(prepared.image_id, target.env, runtime, limits, _warm_command(target, prepared.serve))
         try:
             return await self.pool.prewarm(spec, count)
         except EngineError as exc:
@@ -295,3 +296,11 @@ class DockerSandbox:
                 base_url=f"unix://{self._api.socket}", version=API_VERSION, timeout=600
             )
         return self._client
+
+
+def _warm_command(target: Target, serve: list[str]) -> list[str]:
+    """The warm container's command: with ``Target.reuse`` (the app opted in), its guest
+    answers every call itself instead of forking a clean child per call."""
+    if not target.reuse:
+        return serve
+    return [*serve[:3], REUSE_FLAG, *serve[3:]]  # python3 -c SOURCE --reuse-guest <shim args>

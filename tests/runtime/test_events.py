@@ -77,8 +77,7 @@ def test_a_body_over_5_mib_is_413() -> None:
 
 
 def test_ids_made_for_a_batch_are_fresh_ulids_of_the_time_received() -> None:
-    from runtime.ids import IdMaker
-    from runtime.ids import new_id
+    from runtime.ids import IdMaker, new_id
 
     evs = parse([{"name": "e"}] * 300)
     ids = [str(e["id"]) for e in evs]
