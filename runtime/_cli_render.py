@@ -190,5 +190,11 @@ def functions_table(functions: list[dict[str, Any]]) -> str:
     if not functions:
         return "No functions. Is an app loaded? (sluice dev APP)"
     return table(("FUNCTION", "TRIGGERS", "SANDBOX"), [
-        (str(f.get("id")), ", ".join(trigger_text(t) for t in f.get("triggers") or []), str(f.get("sandbox")))
+        (str(f.get("id")), ", ".join(trigger_text(t) for t in f.get("triggers") or []), sandbox_text(f))
         for f in functions])
+
+
+def sandbox_text(function: dict[str, Any]) -> str:
+    """``wasm``, or ``wasm (reused guests)`` for an app that opted in to reuse."""
+    reuse = isinstance(function.get("target"), dict) and function["target"].get("reuse")
+    return str(function.get("sandbox")) + (" (reused guests)" if reuse else "")

@@ -67,7 +67,7 @@ def _banner(node: Node, app_dir: Path) -> None:
     lines = [f"Sluice dev server on {node.url}  (apps from {app_dir}, {len(fns)} functions)"]
     for fn in fns:
         trig = ", ".join(describe_trigger(t) for t in fn.triggers)
-        lines.append(f"  {fn.fqid:<32} on {trig}  [{fn.sandbox}]")
+        lines.append(f"  {fn.fqid:<32} on {trig}  [{fn.sandbox}{', reused guests' if fn.target.reuse else ''}]")
     names = [t["event"] for fn in fns for t in fn.triggers if "event" in t]
     example = names[0] if names else "demo/hello"
     lines.append(f"Send an event:  sluice send {example} --data '{{}}'   |   list runs:  sluice runs")

@@ -54,7 +54,8 @@ class FunctionDef:
         return {
             "id": self.fqid, "app": self.app, "slug": self.id, "name": self.name,
             "triggers": list(self.triggers), "retries": self.retries, "timeout_ms": self.timeout_ms,
-            "sandbox": self.sandbox, "target": {"kind": self.target.kind, "ref": self.target.ref},
+            "sandbox": self.sandbox, "target": {"kind": self.target.kind, "ref": self.target.ref,
+                                                **({"reuse": True} if self.target.reuse else {})},
         }
 
 

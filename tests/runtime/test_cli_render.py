@@ -43,3 +43,13 @@ def test_a_replay_and_a_child_run_say_where_they_came_from() -> None:
     text = render.run_detail({"id": "r", "function": "a/b", "status": "queued", "replay_of": "r0",
                               "parent": {"run": "p1", "step": "s1"}})
     assert "replay of r0" in text and "parent    p1 (step s1)" in text
+
+
+def test_the_functions_table_says_which_apps_reuse_their_guests() -> None:
+    from runtime._cli_render import functions_table
+
+    fns = [{"id": "bench/a", "triggers": [{"event": "x", "if": None}], "sandbox": "wasm",
+            "target": {"kind": "python", "ref": "/apps/bench", "reuse": True}},
+           {"id": "shop/b", "triggers": [], "sandbox": "docker", "target": {"kind": "python", "ref": "/apps/shop"}}]
+    lines = functions_table(fns).splitlines()
+    assert lines[1].endswith("wasm (reused guests)") and lines[2].endswith("docker")
