@@ -45,6 +45,8 @@ CAS_TRIES = 8
 #: so one long run neither holds a slot forever nor outlives the job's ack wait).
 CONTINUE_STEPS = 100
 CONTINUE_MS = 1_000
+#: A job whose handling raised (a bus or history error) comes back after this many seconds.
+RETRY_JOB_S = 2.0
 #: How many recorded (run, step) pairs the executor remembers to spare finished runs' repairs.
 RECORDED_MEMORY = 50_000
 # What became of a job after one step (see Executor._advance).
@@ -155,7 +157,12 @@ class Executor:
         except asyncio.CancelledError:
             raise
         except Exception:
-            log.exception("job failed; it will be redelivered", run_id=job.run_id)
+            # Soon, not after the ack wait (hours): a transient bus error must not stall the
+            # run. The redelivered job finds the state as far as it got (the stale path
+            # re-sends its current job) or runs the step again (at least once).
+            log.exception("job failed; it will be redelivered", run_id=job.run_id, in_s=RETRY_JOB_S)
+            with contextlib.suppress(Exception):
+                await msg.nak(delay_s=RETRY_JOB_S)
             return
         if done:
             await msg.ack()

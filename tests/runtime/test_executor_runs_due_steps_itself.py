@@ -12,11 +12,13 @@ from typing import Any
 import aiohttp
 import pytest
 
-from bus import OutMsg, PubAck
+from bus import BusError, KeyValue, OutMsg, PubAck
+from bus._memory_kv import MemoryKeyValue
 from bus.memory import MemoryBus
 from runtime.history import History
 from runtime.node import Node, NodeConfig
 from runtime.registry import discover
+from runtime.streams import RUNS_BUCKET
 from sandboxes.wasm import WasmSandbox
 from tests.sandboxes import wasm_fixtures as fx
 
@@ -93,5 +95,46 @@ async def test_a_three_step_run_needs_one_job_and_records_each_step_once(wasm_ca
             napped = await finished(history, "cont/nap")
             assert napped["status"] == "completed" and napped["output"] == 2
             assert len(bus.jobs) == 1 + 2  # its first job, and the one that wakes it after the sleep
+    finally:
+        await node.stop()
+
+
+class FlakyKV(MemoryKeyValue):
+    """The runs bucket, refusing its second update once (a bus hiccup mid-run)."""
+
+    updates = 0
+
+    async def update(self, key: str, value: bytes, last: int) -> int:
+        FlakyKV.updates += 1
+        if FlakyKV.updates == 2:
+            raise BusError("injected: the bus went away for a moment")
+        return await super().update(key, value, last)
+
+
+class FlakyBus(CountingBus):
+    async def kv(self, bucket: str) -> KeyValue:
+        kv = await super().kv(bucket)  # creates the bucket's state
+        return FlakyKV(self, bucket, self._buckets[bucket]) if bucket == RUNS_BUCKET else kv
+
+
+async def test_a_job_that_failed_mid_run_comes_back_in_seconds_not_after_the_ack_wait(
+    wasm_cache: Path, tmp_path: Path
+) -> None:
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "app.py").write_text(APP)
+    FlakyKV.updates = 0
+    bus = FlakyBus()
+    history = History(f"sqlite:///{tmp_path / 'history.db'}")
+    node = Node(NodeConfig(port=0), bus=bus, history=history, sandboxes={"wasm": WasmSandbox(cache_dir=wasm_cache)})
+    await node.start(discover(app, "wasm"))
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.post(f"{node.url}/e/dev", json={"name": "cont/three"}) as resp:
+                assert resp.status == 200
+            run = await finished(history, "cont/three", timeout_s=20)
+        assert FlakyKV.updates >= 3  # the failed save happened, and the run went on after it
+        assert run["status"] == "completed" and run["output"] == 3
+        assert [s["name"] for s in run["steps"] if s["status"] == "completed"] == ["a", "b", "c"]
     finally:
         await node.stop()
