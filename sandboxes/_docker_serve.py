@@ -335,18 +335,23 @@ def _kill_others(deadline: float) -> bool:
             os.kill(-1, signal.SIGKILL)  # all we may signal but ourselves (and init: us)
         except ProcessLookupError:
             pass
-        while True:  # orphans are reparented to pid 1: reap them all
-            try:
-                pid, _ = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                break
-            if pid == 0:
-                break
+        _reap_zombies()  # orphans are reparented to pid 1: reap them all
         if not [p for p in os.listdir("/proc") if p.isdigit() and int(p) != me and _alive(p)]:
             return True
         if time.monotonic() > deadline:
             return False
         time.sleep(0.0001)  # a SIGKILLed process is exiting within microseconds
+
+
+def _reap_zombies() -> None:
+    """Wait for every child that has exited, without blocking."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
 
 
 def _alive(pid: str) -> bool:
@@ -374,13 +379,7 @@ def _reap_all(deadline: float) -> bool:
     its pids cap short by one."""
     me = os.getpid()
     while True:
-        while True:
-            try:
-                pid, _ = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                break
-            if pid == 0:
-                break
+        _reap_zombies()
         if not [p for p in os.listdir("/proc") if p.isdigit() and int(p) != me]:
             return True
         if time.monotonic() > deadline:

@@ -44,8 +44,7 @@ class WarmPool:
         self._idle: collections.OrderedDict[Hashable, collections.deque[Prestarted]] = collections.OrderedDict()
         # Every guest whose thread has not ended, waiting or serving: close() waits for them all.
         self._all: set[Prestarted] = set()
-        self._live: collections.Counter[Hashable] = collections.Counter()  # guests in _all, by key
-        self._retired: set[Prestarted] = set()  # in _all, ending after their last call, not live
+        self._retired: set[Prestarted] = set()  # in _all, ending after their last call: not live
         self._backoff: dict[Hashable, float] = {}
         self._closed = False
         self.failures = 0  # guests that ended before their call (for tests and diagnostics)
@@ -83,7 +82,7 @@ class WarmPool:
             with self._lock:
                 waiting = self._idle.setdefault(key, collections.deque())
                 self._idle.move_to_end(key)
-                if (self._live[key] if reuse else len(waiting)) >= self.per_key:
+                if (self._live(key) if reuse else len(waiting)) >= self.per_key:
                     return
                 if self._count_waiting() >= self.max_total:
                     evicted = self._evict_one(but=key)
@@ -99,7 +98,6 @@ class WarmPool:
                 if guest.finished:  # failed at once; its _ended already ran and set the back-off
                     return
                 self._all.add(guest)
-                self._live[key] += 1
                 self._idle.setdefault(key, collections.deque()).append(guest)
 
     def give_back(self, guest: Prestarted) -> None:
@@ -124,7 +122,6 @@ class WarmPool:
             self._closed = True
             guests = list(self._all)
             self._all.clear()
-            self._live.clear()
             self._retired.clear()
             self._idle.clear()
         for guest in guests:
@@ -150,28 +147,17 @@ class WarmPool:
     def retire(self, guest: Prestarted) -> None:
         """``guest`` answered its last call: it no longer counts as live (its thread is ending)."""
         with self._lock:
-            if guest in self._all and guest not in self._retired:
+            if guest in self._all:
                 self._retired.add(guest)
-                self._uncount(guest.key)
 
     def _forget(self, guest: Prestarted) -> None:
         """``guest`` is no longer ours (lock held); a second call does nothing."""
-        if guest in self._all:
-            self._all.discard(guest)
-            if guest in self._retired:
-                self._retired.discard(guest)
-            else:
-                self._uncount(guest.key)
+        self._all.discard(guest)
+        self._retired.discard(guest)
 
-    def _uncount(self, key: Hashable) -> None:
-        self._live[key] -= 1
-        if self._live[key] <= 0:
-            del self._live[key]
-
-    def live(self, key: Hashable) -> int:
-        """Guests of ``key`` waiting or serving."""
-        with self._lock:
-            return self._live[key]
+    def _live(self, key: Hashable) -> int:
+        """Guests of ``key`` waiting or serving (lock held; a handful of guests in all)."""
+        return sum(1 for g in self._all if g.key == key and g not in self._retired)
 
     def _count_waiting(self) -> int:
         return sum(len(w) for w in self._idle.values())

@@ -301,6 +301,4 @@ class DockerSandbox:
 def _warm_command(target: Target, serve: list[str]) -> list[str]:
     """The warm container's command: with ``Target.reuse`` (the app opted in), its guest
     answers every call itself instead of forking a clean child per call."""
-    if not target.reuse:
-        return serve
-    return [*serve[:3], REUSE_FLAG, *serve[3:]]  # python3 -c SOURCE --reuse-guest <shim args>
+    return [*serve, REUSE_FLAG] if target.reuse else serve  # _docker_serve takes it out of the shim's args

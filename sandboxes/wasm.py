@@ -105,8 +105,8 @@ class WasmSandbox:
         self._inflight: set[threading.Event] = set()  # one per running call: set it to stop the guest
         self._warm = WarmPool(prestart_per_target, prestart_max)
         self._reuse_turns: dict[Hashable, asyncio.Semaphore] = {}
-        self._keys: dict[Hashable, tuple[float, tuple[object, ...]]] = {}  # target -> (looked up at, key)
-        self._app_keys: dict[tuple[object, ...], tuple[float, Hashable]] = {}
+        # Python target -> (looked up at, key, app key): see _looked_up
+        self._keys: dict[Hashable, tuple[float, tuple[object, ...], Hashable]] = {}
 
     # --- Sandbox protocol ----------------------------------------------------------
 
@@ -119,7 +119,7 @@ class WasmSandbox:
         began = time.perf_counter()
         _check_limits(limits)
         # Fast path on the loop (a stat and a dict lookup): a thread hop costs ~0.07 ms.
-        key = self._key(target)
+        key, app_key = self._looked_up(target)
         ready = self._ready.get(key) if not self._closed else None
         if ready is None:
             ready = await self._in_pool(self._prepared, target)
@@ -127,7 +127,7 @@ class WasmSandbox:
         engine = self._engine_or_raise()
         if target.kind == "python" and target.warm and self._warm.enabled:
             calls = self._reuse_max_calls if target.reuse or str(key[1]) in self._reuse_for else 1
-            warm_key = (self._warm_keys(key), limits.memory_mb, calls)
+            warm_key = (app_key, limits.memory_mb, calls)
             # Guests are started once this call has its answer: a start-up (~80 ms of CPU)
             # would otherwise compete with the call for the cores, cold or warm.
             refill = functools.partial(self._refill, warm_key, calls, engine, pre, spec, limits)
@@ -270,22 +270,27 @@ class WasmSandbox:
             return self._engine
 
     def _key(self, target: Target) -> tuple[object, ...]:
-        """What a prepared target is cached under; raises :class:`SandboxError` for a bad one.
+        """What a prepared target is cached under; raises :class:`SandboxError` for a bad one."""
+        return self._looked_up(target)[0]
 
-        A Python app's is looked up again (stat calls) at most every :data:`RECHECK_S`: a
+    def _looked_up(self, target: Target) -> tuple[tuple[object, ...], Hashable]:
+        """:meth:`_key`, and for a Python app its :func:`_app_key` (else ``None``).
+
+        A Python app's are looked up again (stat calls) at most every :data:`RECHECK_S`: a
         busy node runs it hundreds of times a second, and each system call on the event
         loop's thread lets a guest's thread take the GIL from it.
         """
         if target.kind != "python":  # a module's stat is its key: a changed file compiles again at once
-            return self._look_up(target)
+            return self._look_up(target), None
         now = time.monotonic()
         ident = (target.ref, tuple(target.env.items()) if target.env else ())
         known = self._keys.get(ident)
         if known is not None and now - known[0] < RECHECK_S:
-            return known[1]
+            return known[1], known[2]
         key = self._look_up(target)
-        self._keys[ident] = (now, key)
-        return key
+        app_key = _app_key(key)
+        self._keys[ident] = (now, key, app_key)
+        return key, app_key
 
     def _look_up(self, target: Target) -> tuple[object, ...]:
         if target.kind == "image":
@@ -305,16 +310,6 @@ class WasmSandbox:
             st = path.stat()
             self._paths[(target.kind, target.ref)] = path
         return (target.kind, str(path), st.st_mtime_ns, st.st_size, tuple(sorted(target.env.items())))
-
-    def _warm_keys(self, key: tuple[object, ...]) -> Hashable:
-        """:func:`_app_key` of ``key``, looked up again at most every :data:`RECHECK_S`."""
-        now = time.monotonic()
-        known = self._app_keys.get(key)
-        if known is not None and now - known[0] < RECHECK_S:
-            return known[1]
-        app_key = _app_key(key)
-        self._app_keys[key] = (now, app_key)
-        return app_key
 
     def _prepared(self, target: Target) -> tuple[wasmtime.InstancePre, GuestSpec]:
         """The module and guest spec for ``target`` (blocking; runs in the pool)."""
