@@ -69,7 +69,7 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """In the child, before exec: ask Linux to SIGTERM it when its parent dies.
 
     A dev server killed with SIGKILL runs no clean-up; without this its nats-server
@@ -157,7 +157,7 @@ class NatsServer:
         with open(self.log_path, "ab") as log:  # noqa: ASYNC230 -- a local file, opened once
             self._proc = await asyncio.create_subprocess_exec(
                 *args, stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=asyncio.subprocess.STDOUT,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
         deadline = time.monotonic() + self._start_timeout_s
         while time.monotonic() < deadline:

@@ -11,6 +11,10 @@ import click
 SANDBOXES = ("wasm", "docker")
 ROLES = ("api", "scheduler", "executor")
 _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+#: Most extra executor processes a node may start.
+EXECUTORS_MAX = 64
+_EXECUTORS_HELP = ("Run this many more executor processes beside the node, on the same NATS and history, "
+                   "so steps use more than one core (the node runs on one), e.g. --executors 1.")
 
 
 def _has_apps(app_dir: Path) -> bool:
@@ -42,7 +46,9 @@ def _missing(module: str, exc: ImportError) -> click.ClickException:
                    "e.g. --data-dir /tmp/sluice.")
 @click.option("--reload/--no-reload", default=True, show_default=True,
               help="Reload apps when their files change (--no-reload to keep them as started).")
-def dev(app: Path, port: int, host: str, sandbox: str, data_dir: Path, reload: bool) -> None:
+@click.option("--executors", envvar="SLUICE_EXECUTORS", show_envvar=True, type=click.IntRange(0, EXECUTORS_MAX),
+              default=0, show_default=True, help=_EXECUTORS_HELP)
+def dev(app: Path, port: int, host: str, sandbox: str, data_dir: Path, reload: bool, executors: int) -> None:
     """Run all of Sluice on this machine: embedded NATS, API, scheduler, executor, dashboard.
 
     APP is a directory holding a Python app (app.py), WASM modules (*.wasm, *.wat), or
@@ -53,6 +59,7 @@ def dev(app: Path, port: int, host: str, sandbox: str, data_dir: Path, reload: b
     sluice dev                       # the apps under ./examples
     sluice dev ./myapp --port 9000
     sluice dev ./myapp --sandbox docker --no-reload
+    sluice dev ./myapp --executors 1      # steps on a second core
     """
     if not app.exists():
         hint = " (run it from the Sluice repository, or name your app's directory)" if str(app) == "examples" else ""
@@ -69,7 +76,7 @@ def dev(app: Path, port: int, host: str, sandbox: str, data_dir: Path, reload: b
     except ImportError as exc:
         raise _missing("runtime.devserver", exc) from None
     try:
-        run_dev(app, host=host, port=port, sandbox=sandbox, data_dir=data_dir, reload=reload)
+        run_dev(app, host=host, port=port, sandbox=sandbox, data_dir=data_dir, reload=reload, executors=executors)
     except OSError as exc:  # e.g. the port is taken
         raise click.ClickException(f"dev server stopped: {exc}") from None
 
@@ -119,8 +126,15 @@ def _history_url(ctx: click.Context, param: click.Parameter, value: str) -> str:
 @click.option("--event-key", "event_keys", multiple=True, envvar="SLUICE_EVENT_KEYS", show_envvar=True,
               help="Accept events only with this key (repeatable; in the env, space-separated), "
                    "e.g. --event-key $KEY. Without any, every key is accepted.")
+@click.option("--executors", envvar="SLUICE_EXECUTORS", show_envvar=True, type=click.IntRange(0, EXECUTORS_MAX),
+              default=0, show_default=True, help=_EXECUTORS_HELP + " Needs the executor role and a shared NATS "
+              "and history store.")
+@click.option("--reload/--no-reload", envvar="SLUICE_RELOAD", show_envvar=True, default=False, show_default=True,
+              help="Reload the --app directories when their files change.")
+@click.option("--worker-index", type=click.IntRange(0, EXECUTORS_MAX), default=0, hidden=True,
+              help="Set by a node for the executor processes it starts (--executors).")
 def node(nats: str, history: str, apps: tuple[Path, ...], host: str, port: int, roles: list[str], sandbox: str,
-         event_keys: tuple[str, ...]) -> None:
+         event_keys: tuple[str, ...], executors: int, reload: bool, worker_index: int) -> None:
     """Run one runtime node of a fleet around a NATS cluster.
 
     Nodes share nothing but NATS and the history store: run as many as you like, each
@@ -130,13 +144,25 @@ def node(nats: str, history: str, apps: tuple[Path, ...], host: str, port: int, 
     \b
     sluice node --nats nats://10.0.0.5:4222 --app /srv/apps/shop
     sluice node --nats nats://10.0.0.5:4222 --roles executor --sandbox docker --app /srv/apps/shop
+    sluice node --nats nats://10.0.0.5:4222 --app /srv/apps/shop --executors 3   # a 4-core VM
     """
+    if executors:
+        if "executor" not in roles:
+            raise click.BadParameter("--executors needs the executor role on this node (see --roles)",
+                                     param_hint="--executors")
+        if nats == "memory://":
+            raise click.BadParameter("--executors needs a NATS server: memory:// lives in one process",
+                                     param_hint="--executors")
+        if history in ("sqlite://:memory:", "sqlite:///:memory:"):
+            raise click.BadParameter("--executors needs a history store on disk: :memory: lives in one process",
+                                     param_hint="--executors")
     try:
         from runtime.node import run_node
     except ImportError as exc:
         raise _missing("runtime.node", exc) from None
     try:
         run_node(nats=nats, history=history, apps=list(apps), host=host, port=port,
-                 roles=roles, sandbox=sandbox, event_keys=list(event_keys) or None)
+                 roles=roles, sandbox=sandbox, event_keys=list(event_keys) or None, executors=executors,
+                 reload=reload, worker_index=worker_index)
     except OSError as exc:
         raise click.ClickException(f"node stopped: {exc}") from None

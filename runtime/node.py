@@ -49,6 +49,8 @@ class NodeConfig:
     limits: RuntimeLimits = field(default_factory=RuntimeLimits.from_env)
     concurrency: int = 8
     recover_on_start: bool = False
+    #: Log each function registered at info (an extra executor process logs them at debug).
+    announce: bool = True
 
 
 class Node:
@@ -126,9 +128,10 @@ class Node:
                 await self._scheduler.arm_crons()
             if self._executor is not None:
                 await self._executor.functions_changed()
+            say = log.info if self.config.announce else log.debug
             for fn in fns:
-                log.info("function registered", function=fn.fqid, sandbox=fn.sandbox,
-                         triggers=[describe_trigger(t) for t in fn.triggers])
+                say("function registered", function=fn.fqid, sandbox=fn.sandbox,
+                    triggers=[describe_trigger(t) for t in fn.triggers])
         return errors
 
     def _checked(self, fns: list[FunctionDef], errors: list[str]) -> list[FunctionDef]:
@@ -179,24 +182,37 @@ async def wait_for_signal() -> None:
 
 def run_node(*, nats: str, history: str, apps: Sequence[Path] = (), host: str = "127.0.0.1", port: int = 8288,
              roles: Collection[str] = ROLES, sandbox: str = "docker",
-             event_keys: Collection[str] | None = None) -> None:
-    """Run a fleet node until SIGINT/SIGTERM (``sluice node``)."""
+             event_keys: Collection[str] | None = None, executors: int = 0, reload: bool = False,
+             worker_index: int = 0) -> None:
+    """Run a fleet node until SIGINT/SIGTERM (``sluice node``), with ``executors`` more
+    executor processes beside it (:mod:`runtime.executors`). ``worker_index`` > 0: this
+    is one of those processes (its log lines say ``executor=N``)."""
     import uvloop
 
+    from runtime.executors import ExecutorProcesses, executor_command
     from runtime.logs import configure
+    from runtime.reload import watch
 
     configure()
+    if worker_index:
+        structlog.contextvars.bind_contextvars(executor=worker_index)
 
     async def main() -> None:
         names = {sandbox, "wasm"}
-        node = Node(NodeConfig(host=host, port=port, roles=roles, event_keys=event_keys),
+        node = Node(NodeConfig(host=host, port=port, roles=roles, event_keys=event_keys, announce=not worker_index),
                     bus=open_bus(nats), history=History(history),
                     sandboxes={name: open_sandbox(name) for name in names})
         await node.start([src for app_dir in apps for src in discover(app_dir, sandbox)])
         log.info("node started", url=node.url or None, roles=sorted(roles))
+        extra = ExecutorProcesses([executor_command(i, nats=nats, history=history, apps=apps, sandbox=sandbox,
+                                                    reload=reload) for i in range(1, executors + 1)])
+        extra.start()
+        watcher = asyncio.create_task(watch(node, apps, sandbox)) if reload and apps else None
         try:
             await wait_for_signal()
         finally:
-            await node.stop()
+            if watcher is not None:
+                watcher.cancel()
+            await asyncio.gather(extra.stop(), node.stop())
 
     uvloop.run(main())

@@ -33,9 +33,10 @@ HTTP_TIMEOUT_S = 30.0
 class SluiceServer:
     """``sluice dev`` on a free port; ``start()`` returns once both bench functions are listed."""
 
-    def __init__(self, data_dir: Path, *, sandbox: str, log_level: str = "warning") -> None:
+    def __init__(self, data_dir: Path, *, sandbox: str, log_level: str = "warning", executors: int = 0) -> None:
         self.data_dir = data_dir
         self.sandbox = sandbox
+        self.executors = executors
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = data_dir / "dev.log"
@@ -46,7 +47,8 @@ class SluiceServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.proc = spawn([SLUICE, "dev", str(APP_DIR), "--port", str(self.port), "--sandbox", self.sandbox,
-                               "--data-dir", str(self.data_dir), "--no-reload"], log, env=self.env, cwd=ROOT,
+                               "--data-dir", str(self.data_dir), "--no-reload", "--executors", str(self.executors)],
+                              log, env=self.env, cwd=ROOT,
                               new_session=True)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -69,19 +71,23 @@ class SluiceServer:
         return text[-chars:]
 
     def memory_mb(self) -> tuple[float | None, float | None]:
-        """Resident MiB of the node process and of its nats-server child (``None``: gone)."""
+        """Resident MiB of the node (its process plus its executor processes, if any) and of
+        its nats-server child (``None``: gone)."""
         if self.proc is None:
             return None, None
         node = rss_mb(self.proc.pid)
-        nats = [rss_mb(pid) for pid in children(self.proc.pid) if _is_nats(pid)]
+        kids = {pid: _cmdline(pid) for pid in children(self.proc.pid)}
+        nats = [rss_mb(pid) for pid, cmd in kids.items() if "nats-server" in cmd]
+        if node is not None:
+            node += sum(rss_mb(pid) or 0.0 for pid, cmd in kids.items() if "runtime.cli node" in cmd)
         return node, next((m for m in nats if m is not None), None)
 
 
-def _is_nats(pid: int) -> bool:
+def _cmdline(pid: int) -> str:
     try:
-        return "nats-server" in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
-        return False
+        return ""
 
 
 # --- HTTP ---------------------------------------------------------------------------------

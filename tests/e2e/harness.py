@@ -16,6 +16,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,8 +49,9 @@ def http(method: str, url: str, body: Any = None, *, raw: bytes | None = None,
 
 class DevServer:
     def __init__(self, app_dir: Path, data_dir: Path, *, sandbox: str = "wasm",
-                 env: dict[str, str] | None = None, port: int | None = None) -> None:
+                 env: dict[str, str] | None = None, port: int | None = None, args: Sequence[str] = ()) -> None:
         self.app_dir = app_dir
+        self.args = list(args)
         self.data_dir = data_dir
         self.sandbox = sandbox
         self.port = port or free_port()
@@ -63,7 +65,7 @@ class DevServer:
         with self.log_path.open("ab") as log:  # the child keeps its own copy of the descriptor
             self.proc = subprocess.Popen(
                 [SLUICE, "dev", str(self.app_dir), "--port", str(self.port), "--sandbox", self.sandbox,
-                 "--data-dir", str(self.data_dir), "--no-reload"],
+                 "--data-dir", str(self.data_dir), "--no-reload", *self.args],
                 stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=ROOT, start_new_session=True,
             )
         deadline = time.monotonic() + timeout

@@ -120,3 +120,17 @@ def test_the_cli_starts_without_importing_the_runtime() -> None:
             "'runtime.devserver', 'aiohttp') if m in sys.modules]; print(heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_node_refuses_executors_it_cannot_run() -> None:
+    nats = ("--nats", "nats://127.0.0.1:4222")
+    code, _, err = invoke("node", *nats, "--roles", "api,scheduler", "--executors", "1")
+    assert code == 2 and "--executors" in err and "executor role" in err
+    code, _, err = invoke("node", "--nats", "memory://", "--executors", "1")
+    assert code == 2 and "--executors" in err and "memory://" in err
+    code, _, err = invoke("node", *nats, "--history", "sqlite://:memory:", "--executors", "2")
+    assert code == 2 and "--executors" in err and ":memory:" in err
+    code, _, err = invoke("node", *nats, "--executors", "-1")
+    assert code == 2 and "--executors" in err
+    code, _, err = invoke("dev", "--executors", "65")
+    assert code == 2 and "--executors" in err
