@@ -1,5 +1,11 @@
 """JetStream KV buckets behind the :class:`bus.base.KeyValue` contract.
 
+``get`` and ``update`` (the executor's read and compare-and-set of a run, once a step
+each) go through the driver's raw-frame path (:mod:`bus._nats_publish`): the same
+JetStream requests nats-py's ``KeyValue`` sends (``STREAM.MSG.GET`` by last subject; a
+publish with ``Nats-Expected-Last-Subject-Sequence``), without its per-request costs.
+The other operations use nats-py's ``KeyValue``.
+
 Values over the bus's inline limit are stored by reference (see
 :mod:`bus._nats_support`); ``delete`` removes a referenced payload too. A payload of an
 overwritten large value is not removed (it would need a read before every write).
@@ -7,12 +13,15 @@ overwritten large value is not removed (it would need a read before every write)
 
 from __future__ import annotations
 
+import base64
+import json
 from typing import TYPE_CHECKING, Any
 
 import nats.js.errors
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from bus._names import check_key, check_key_prefix
+from bus._nats_publish import Refused
 from bus._nats_support import KV_REF_MARKER, translate
 from bus.base import BusError, Entry, KeyExistsError, RevisionMismatchError
 
@@ -45,7 +54,7 @@ class NatsKeyValue:
                     if op == "create":
                         return int(await self._kv.create(key, wire))
                     if op == "update":
-                        return int(await self._kv.update(key, wire, last=last))
+                        return await self._update(key, wire, last or 0)
                     return int(await self._kv.put(key, wire))
                 except nats.js.errors.KeyWrongLastSequenceError as err:
                     if op == "create":
@@ -58,18 +67,39 @@ class NatsKeyValue:
                 await self._bus.payloads.delete(ref)
             raise
 
+    async def _update(self, key: str, wire: bytes, last: int) -> int:
+        result = await self._bus.fast_publisher.publish_expect(f"$KV.{self._name}.{key}", wire, last)
+        if isinstance(result, Refused) and result.code in _WRONG_LAST_SEQUENCE:
+            raise nats.js.errors.KeyWrongLastSequenceError(description=str(result))
+        if isinstance(result, BusError):
+            raise result
+        return result.seq
+
     async def get(self, key: str) -> Entry | None:
         check_key(key)
         self._bus.check_open()
+        subject = f"$KV.{self._name}.{key}"
         with translate(self._what("get", key)):
-            try:
-                entry = await self._kv.get(key)
-            except nats.js.errors.KeyNotFoundError:
+            reply = await self._bus.fast_publisher.request(
+                f"$JS.API.STREAM.MSG.GET.KV_{self._name}", json.dumps({"last_by_subj": subject}).encode())
+        try:
+            answer = json.loads(reply.data)
+        except ValueError:
+            raise BusError(f"{self._what('get', key)}: a reply that is not JSON: {reply.data[:200]!r}") from None
+        error = answer.get("error")
+        if error:
+            if error.get("code") == 404:
                 return None
-        value = bytes(entry.value or b"")
+            raise BusError(f"{self._what('get', key)}: {error.get('description')} (code {error.get('err_code')})")
+        message = answer.get("message") or {}
+        if message.get("subject") != subject:
+            return None
+        if _deleted(base64.b64decode(message.get("hdrs") or "")):
+            return None
+        value = base64.b64decode(message.get("data") or "")
         if value.startswith(KV_REF_MARKER):
             value = await self._bus.payloads.get(value[len(KV_REF_MARKER):].decode())
-        return Entry(key=key, value=value, revision=int(entry.revision))
+        return Entry(key=key, value=value, revision=int(message["seq"]))
 
     async def put(self, key: str, value: bytes) -> int:
         return await self._write("put", key, value)
@@ -138,3 +168,17 @@ class NatsKeyValue:
             finally:
                 await js.delete_consumer(stream, info.name)
         return sorted(k for k in keys if k.startswith(start))
+
+
+#: JetStream's codes for a publish whose expected last sequence did not match.
+_WRONG_LAST_SEQUENCE = (10071, 10164)
+
+
+def _deleted(headers: bytes) -> bool:
+    """Whether a KV message's header block (``NATS/1.0`` then ``Name: value`` lines) marks
+    the key deleted or purged."""
+    for line in headers.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"kv-operation" and value.strip() in (b"DEL", b"PURGE"):
+            return True
+    return False

@@ -21,6 +21,11 @@ writes the same wire form itself:
   only the commit carries a reply, so the client parses one acknowledgement, not 1,000
   (each message's sequence follows from the commit's). The server stores all of it or
   none; :meth:`bus.nats.NatsBus.publish_many` sends a refused batch again frame by frame.
+- :meth:`FastPublisher.publish_expect` is one publish with ``Nats-Expected-Last-Subject-
+  Sequence`` (a KV compare-and-set), and :meth:`FastPublisher.request` a plain request
+  (a KV read), both answered on the same wildcard subscription. nats-py's own request
+  path costs a ``secrets.token_hex`` (a system call), an ``asyncio.wait_for`` and, for a
+  KV read, an ``email`` header parser each; an executor makes one of each per step.
 
 The frames go through nats-py's ``Client._send_command`` / ``_flush_pending`` (private,
 pinned with nats-py==2.16.0 in pyproject.toml; ``tests/bus`` and the conformance suite
@@ -50,6 +55,14 @@ ATOMIC_MAX = 1000
 _PENDING_ACKS = 4_000_000
 
 
+class Refused(BusError):
+    """JetStream answered a publish with an error; ``code`` is its ``err_code``."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 class _Call:
     """One ``publish_many`` call waiting for its acknowledgements."""
 
@@ -71,6 +84,7 @@ class FastPublisher:
         self._timeout_s = timeout_s
         self._prefix = ""
         self._calls: dict[str, _Call] = {}
+        self._requests: dict[str, asyncio.Future[Any]] = {}
         self._ids = itertools.count(1)
         self._lock = asyncio.Lock()
         #: Counters (for tests and diagnostics): atomic batches committed, and refused.
@@ -171,6 +185,53 @@ class FastPublisher:
         first = commit.seq - n + 1
         return [PubAck(stream=commit.stream, seq=first + i) for i in range(n)]
 
+    async def publish_expect(self, subject: str, data: bytes, last_subject_seq: int) -> PubAck | BusError:
+        """Publish ``data`` to ``subject`` only if the subject's last message has sequence
+        ``last_subject_seq`` (0: it has none); the ack, or the :class:`BusError` (a
+        :class:`Refused` with code 10071 when the sequence does not match)."""
+        if not self._prefix:
+            await self._subscribe()
+        call_id = str(next(self._ids))
+        hdr = b"NATS/1.0\r\nNats-Expected-Last-Subject-Sequence: %d\r\n\r\n" % last_subject_seq
+        total = len(hdr) + len(data)
+        if total > self._nc.max_payload:
+            return BusError(f"publish to {subject!r}: {total} bytes is over the server's "
+                            f"max_payload of {self._nc.max_payload}")
+        frame = b"HPUB %s %s.%s.0 %d %d\r\n%s%s\r\n" % (
+            subject.encode(), self._prefix.encode(), call_id.encode(), len(hdr), total, hdr, data)
+        call = _Call([subject], asyncio.get_running_loop().create_future())
+        await self._send(call_id, call, [frame])
+        return self._outcomes(call)[0]
+
+    async def request(self, subject: str, payload: bytes) -> Any:
+        """Send ``payload`` to ``subject`` and return the reply message (nats-py's ``Msg``).
+        :class:`BusError` if none comes within the timeout or the connection fails."""
+        if not self._prefix:
+            await self._subscribe()
+        nc = self._nc
+        call_id = f"r{next(self._ids)}"
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._requests[call_id] = future
+        try:
+            try:
+                if nc.is_closed:
+                    raise BusError("request: the NATS connection is closed")
+                await nc._send_command(b"PUB %s %s.%s.0 %d\r\n%s\r\n" % (
+                    subject.encode(), self._prefix.encode(), call_id.encode(), len(payload), payload))
+                await nc._flush_pending()
+            except (nats.errors.Error, OSError) as err:
+                raise BusError(f"request to {subject!r}: {type(err).__name__}: {err}") from err
+            timer = asyncio.get_running_loop().call_later(self._timeout_s, _settle, future, None)
+            try:
+                reply = await future
+            finally:
+                timer.cancel()
+            if reply is None:
+                raise BusError(f"request to {subject!r}: no answer within {self._timeout_s:g} s")
+            return reply
+        finally:
+            self._requests.pop(call_id, None)
+
     async def _send(self, call_id: str, call: _Call, parts: list[bytes]) -> None:
         """Write ``parts`` in one go and wait (bounded) for ``call``'s acknowledgements."""
         nc = self._nc
@@ -187,10 +248,13 @@ class FastPublisher:
                 await nc._flush_pending()
             except (nats.errors.Error, OSError) as err:
                 raise BusError(f"publish a batch of {len(parts)}: {type(err).__name__}: {err}") from err
+            # A timer, not asyncio.wait_for: no extra future or task per call. Unanswered
+            # messages are reported by _outcomes.
+            timer = asyncio.get_running_loop().call_later(call.wait_s, _settle, call.done, None)
             try:
-                await asyncio.wait_for(asyncio.shield(call.done), call.wait_s)
-            except TimeoutError:
-                pass
+                await call.done
+            finally:
+                timer.cancel()
         finally:
             self._calls.pop(call_id, None)
 
@@ -206,9 +270,13 @@ class FastPublisher:
     async def _on_ack(self, msg: Any) -> None:
         subject: str = msg.subject
         head, _, index = subject.rpartition(".")
-        call = self._calls.get(head[len(self._prefix) + 1:])
+        call_id = head[len(self._prefix) + 1:]
+        call = self._calls.get(call_id)
         if call is None:
-            return  # the call gave up waiting
+            future = self._requests.get(call_id)
+            if future is not None and not future.done():
+                future.set_result(msg)
+            return  # else the call gave up waiting
         i = int(index)
         if call.results[i] is not None:
             return
@@ -216,6 +284,11 @@ class FastPublisher:
         call.left -= 1
         if call.left == 0 and not call.done.done():
             call.done.set_result(None)
+
+
+def _settle(future: asyncio.Future[Any], value: Any) -> None:
+    if not future.done():
+        future.set_result(value)
 
 
 def _ack(subject: str, msg: Any) -> PubAck | BusError:
@@ -232,6 +305,6 @@ def _ack(subject: str, msg: Any) -> PubAck | BusError:
         return BusError(f"publish to {subject!r}: a reply that is not JSON: {data[:200]!r}")
     error = answer.get("error")
     if error:
-        return BusError(f"publish to {subject!r}: JetStream refused: {error.get('description')} "
-                        f"(code {error.get('err_code')})")
+        return Refused(f"publish to {subject!r}: JetStream refused: {error.get('description')} "
+                       f"(code {error.get('err_code')})", int(error.get("err_code") or 0))
     return PubAck(stream=answer["stream"], seq=int(answer["seq"]), duplicate=bool(answer.get("duplicate")))

@@ -467,6 +467,13 @@ class NatsBus(Bus):
         return {s: int(n) for s, n in counts.items() if n > 0 and not s.startswith(SCHED_PREFIX + ".")}
 
     @property
+    def fast_publisher(self) -> FastPublisher:
+        """The raw-frame publisher (for the driver's own modules)."""
+        self.check_open()
+        assert self._fast is not None
+        return self._fast
+
+    @property
     def jetstream(self) -> Any:
         """The nats-py JetStream context (for the driver's own modules)."""
         self.check_open()

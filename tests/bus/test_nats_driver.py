@@ -9,7 +9,7 @@ from typing import Any
 import nats
 import pytest
 
-from bus import BusError, ConsumerSpec, OutMsg, StreamSpec
+from bus import BusError, ConsumerSpec, OutMsg, RevisionMismatchError, StreamSpec
 from bus._nats_support import KV_REF_MARKER, PAYLOAD_BUCKET
 from bus.nats import NatsBus
 from bus.server import NatsServer, free_port
@@ -116,3 +116,38 @@ async def test_using_a_bus_before_start_is_a_bus_error(nats_server: NatsServer) 
     bus = NatsBus(nats_server.url)
     with pytest.raises(BusError, match="not started"):
         await bus.publish("x", b"x")
+
+
+async def test_kv_get_and_update_take_the_raw_frame_path_and_agree_with_nats_py(
+    nats_server: NatsServer, js: Any, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``get`` and ``update`` do not go through nats-py's KeyValue (whose request path costs
+    a system call and a header parser each), yet read and write what it does: a value it
+    put, a purge it made, and a revision it reports."""
+    from nats.js.kv import KeyValue
+
+    bus = NatsBus(nats_server.url)
+    await bus.start()
+    try:
+        kv = await bus.kv("fastpath")
+        theirs = await js.key_value("fastpath")
+        rev = await theirs.put("k", b"from nats-py")
+
+        async def refuse(*args: Any, **kwargs: Any) -> Any:
+            raise AssertionError("nats-py's KeyValue was used")
+
+        monkeypatch.setattr(KeyValue, "get", refuse)
+        monkeypatch.setattr(KeyValue, "update", refuse)
+        got = await kv.get("k")
+        assert got is not None and (got.value, got.revision) == (b"from nats-py", rev)
+        rev2 = await kv.update("k", b"from sluice", last=rev)
+        with pytest.raises(RevisionMismatchError):
+            await kv.update("k", b"stale", last=rev)
+        monkeypatch.undo()
+        entry = await theirs.get("k")
+        assert (entry.value, entry.revision) == (b"from sluice", rev2)
+        await theirs.purge("k")
+        assert await kv.get("k") is None
+        assert await kv.get("never.written") is None
+    finally:
+        await bus.close()
