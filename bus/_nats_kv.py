@@ -1,7 +1,7 @@
 """JetStream KV buckets behind the :class:`bus.base.KeyValue` contract.
 
-``get`` and ``update`` (the executor's read and compare-and-set of a run, once a step
-each) go through the driver's raw-frame path (:mod:`bus._nats_publish`): the same
+``get``, ``create`` and ``update`` (a run's creation, and the executor's read and
+compare-and-set of it, once a step each) go through the driver's raw-frame path (:mod:`bus._nats_publish`): the same
 JetStream requests nats-py's ``KeyValue`` sends (``STREAM.MSG.GET`` by last subject; a
 publish with ``Nats-Expected-Last-Subject-Sequence``), without its per-request costs.
 The other operations use nats-py's ``KeyValue``.
@@ -52,7 +52,7 @@ class NatsKeyValue:
             with translate(self._what(op, key)):
                 try:
                     if op == "create":
-                        return int(await self._kv.create(key, wire))
+                        return await self._create(key, wire)
                     if op == "update":
                         return await self._update(key, wire, last or 0)
                     return int(await self._kv.put(key, wire))
@@ -75,9 +75,19 @@ class NatsKeyValue:
             raise result
         return result.seq
 
-    async def get(self, key: str) -> Entry | None:
-        check_key(key)
-        self._bus.check_open()
+    async def _create(self, key: str, wire: bytes) -> int:
+        """As nats-py's ``KeyValue.create``: write only if the key has no value; a key whose
+        last message is a delete or purge marker counts as having none."""
+        try:
+            return await self._update(key, wire, 0)
+        except nats.js.errors.KeyWrongLastSequenceError:
+            last = await self._last(key)
+            if last is None or not last[1]:
+                raise
+            return await self._update(key, wire, last[0])
+
+    async def _last(self, key: str) -> tuple[int, bool, bytes] | None:
+        """The key's last message: (sequence, deleted, data); ``None`` if it has none."""
         subject = f"$KV.{self._name}.{key}"
         with translate(self._what("get", key)):
             reply = await self._bus.fast_publisher.request(
@@ -94,12 +104,19 @@ class NatsKeyValue:
         message = answer.get("message") or {}
         if message.get("subject") != subject:
             return None
-        if _deleted(base64.b64decode(message.get("hdrs") or "")):
+        deleted = _deleted(base64.b64decode(message.get("hdrs") or ""))
+        return int(message["seq"]), deleted, base64.b64decode(message.get("data") or "")
+
+    async def get(self, key: str) -> Entry | None:
+        check_key(key)
+        self._bus.check_open()
+        last = await self._last(key)
+        if last is None or last[1]:
             return None
-        value = base64.b64decode(message.get("data") or "")
+        revision, _, value = last
         if value.startswith(KV_REF_MARKER):
             value = await self._bus.payloads.get(value[len(KV_REF_MARKER):].decode())
-        return Entry(key=key, value=value, revision=int(message["seq"]))
+        return Entry(key=key, value=value, revision=revision)
 
     async def put(self, key: str, value: bytes) -> int:
         return await self._write("put", key, value)

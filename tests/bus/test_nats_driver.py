@@ -9,7 +9,7 @@ from typing import Any
 import nats
 import pytest
 
-from bus import BusError, ConsumerSpec, OutMsg, RevisionMismatchError, StreamSpec
+from bus import BusError, ConsumerSpec, KeyExistsError, OutMsg, RevisionMismatchError, StreamSpec
 from bus._nats_support import KV_REF_MARKER, PAYLOAD_BUCKET
 from bus.nats import NatsBus
 from bus.server import NatsServer, free_port
@@ -121,7 +121,7 @@ async def test_using_a_bus_before_start_is_a_bus_error(nats_server: NatsServer) 
 async def test_kv_get_and_update_take_the_raw_frame_path_and_agree_with_nats_py(
     nats_server: NatsServer, js: Any, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """``get`` and ``update`` do not go through nats-py's KeyValue (whose request path costs
+    """``get``, ``create`` and ``update`` do not go through nats-py's KeyValue (whose request path costs
     a system call and a header parser each), yet read and write what it does: a value it
     put, a purge it made, and a revision it reports."""
     from nats.js.kv import KeyValue
@@ -136,8 +136,8 @@ async def test_kv_get_and_update_take_the_raw_frame_path_and_agree_with_nats_py(
         async def refuse(*args: Any, **kwargs: Any) -> Any:
             raise AssertionError("nats-py's KeyValue was used")
 
-        monkeypatch.setattr(KeyValue, "get", refuse)
-        monkeypatch.setattr(KeyValue, "update", refuse)
+        for name in ("get", "update", "create"):
+            monkeypatch.setattr(KeyValue, name, refuse)
         got = await kv.get("k")
         assert got is not None and (got.value, got.revision) == (b"from nats-py", rev)
         rev2 = await kv.update("k", b"from sluice", last=rev)
@@ -149,5 +149,11 @@ async def test_kv_get_and_update_take_the_raw_frame_path_and_agree_with_nats_py(
         await theirs.purge("k")
         assert await kv.get("k") is None
         assert await kv.get("never.written") is None
+        monkeypatch.setattr(KeyValue, "create", refuse)
+        rev3 = await kv.create("k", b"after the purge")  # a purged key may be created again
+        with pytest.raises(KeyExistsError):
+            await kv.create("k", b"twice")
+        got = await kv.get("k")
+        assert got is not None and (got.value, got.revision) == (b"after the purge", rev3)
     finally:
         await bus.close()
