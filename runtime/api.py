@@ -43,6 +43,24 @@ def _ok(body: Any) -> web.Response:
     return web.json_response(body, dumps=_dumps)
 
 
+#: The bytes a JSON string holds as they are: printable ASCII but ``\`` (``"`` is counted apart).
+_PLAIN = bytes(c for c in range(0x20, 0x7F) if c != 0x5C)
+
+
+def _ids_answer(ids: list[str]) -> bytes:
+    """``{"ids":[...],"status":200}``, byte for byte as compact ``json.dumps`` writes it.
+
+    Joined directly when no id needs escaping (printable ASCII without ``"`` or ``\\``,
+    as every id the node makes), a few times cheaper than ``json.dumps``.
+    """
+    joined = '","'.join(ids)
+    if joined.isascii():
+        plain = joined.encode()
+        if not plain.translate(None, _PLAIN) and plain.count(b'"') == 2 * len(ids) - 2:
+            return b'{"ids":["' + plain + b'"],"status":200}'
+    return json.dumps({"ids": ids, "status": 200}, separators=(",", ":")).encode()
+
+
 class Coalescer:
     """Publishes the messages of callers that arrive together with one
     :meth:`bus.base.Publisher.publish_many` call, and gives each caller the outcomes of
@@ -180,8 +198,8 @@ class Api:
                 failed = sum(isinstance(r, BusError) for r in results)
                 log.error("could not store events", error=str(result), count=len(events), failed=failed)
                 return _error(503, f"events not stored: {result}")
-        answer = json.dumps({"ids": [ev["id"] for ev in events], "status": 200}, separators=(",", ":"))
-        return web.Response(text=answer, content_type="application/json")
+        return web.Response(body=_ids_answer([ev["id"] for ev in events]), content_type="application/json",
+                            charset="utf-8")
 
     async def list_events(self, request: web.Request) -> web.Response:
         limit = _limit(request)

@@ -46,7 +46,7 @@ def parse_events(body: bytes, limits: RuntimeLimits, *, received_ms: int | None 
     if not body.strip():
         raise EventError(400, "request body is empty: send a JSON event or an array of events")
     try:
-        doc = json.loads(body)
+        doc = _loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise EventError(400, f"request body is not valid JSON: {exc}") from None
     received = now_ms() if received_ms is None else received_ms
@@ -59,9 +59,38 @@ def parse_events(body: bytes, limits: RuntimeLimits, *, received_ms: int | None 
         if len(doc) > limits.request_events:
             raise EventError(413, f"{len(doc)} events in one request; the limit is {limits.request_events}")
         ids = IdMaker(received)
+        try:
+            return [normalise(ev, "", limits, received, measure=measure, new_id=ids) for ev in doc]
+        except EventError:
+            pass
+        # Checked again naming each event (``events[i]``), so the error says which one
+        # failed: the checks depend on the event alone, so the same one fails again.
         return [normalise(ev, f"events[{i}]", limits, received, measure=measure, new_id=ids)
                 for i, ev in enumerate(doc)]
     raise EventError(400, f"request body must be a JSON object or array, not {_json_type(doc)}")
+
+
+_DECODER = json.JSONDecoder()  # what json.loads uses, without its own options
+
+
+def _loads(body: bytes) -> Any:
+    """``json.loads(body)``: the same value, or the same error.
+
+    A body that starts with ``{`` or ``[`` and then a byte other than NUL is UTF-8 to
+    ``json.loads`` (no BOM, not UTF-16 or UTF-32), so it is decoded here as ``json.loads``
+    would and read without its two whitespace scans (about half its time for one event).
+    Anything else, or any error, goes to ``json.loads`` itself.
+    """
+    if body[:1] in (b"{", b"[") and body[1:2] != b"\0":
+        try:
+            text = body.decode("utf-8", "surrogatepass")
+            doc, end = _DECODER.raw_decode(text)
+        except ValueError:  # UnicodeDecodeError, JSONDecodeError: json.loads says which
+            pass
+        else:
+            if end == len(text) or not text[end:].strip(" \t\n\r"):  # JSON's whitespace only
+                return doc
+    return json.loads(body)
 
 
 def normalise(ev: Any, where: str, limits: RuntimeLimits, received: int, *, measure: bool = True,
@@ -83,6 +112,23 @@ def normalise(ev: Any, where: str, limits: RuntimeLimits, received: int, *, meas
         data = {}
     if not isinstance(data, dict):
         raise EventError(400, f"{where}.data must be an object, not {_json_type(data)}")
+    out: dict[str, Any]
+    if len(ev) == 1 + ("data" in ev) and type(received) is int and received >= 0:
+        # The common case: only a name (and data), so the rest are their defaults.
+        out = {"id": new_id() if new_id is not None else random_id(received), "name": name, "data": data,
+               "ts": received, "user": {}}
+    else:
+        out = _rest(ev, where, received, new_id, name, data)
+    if measure:
+        size = len(json.dumps(out, separators=(",", ":")).encode("utf-8"))
+        if size > limits.event_bytes:
+            raise EventError(413, f"{where} is {size} bytes; the limit is {limits.event_bytes} an event")
+    return out
+
+
+def _rest(ev: dict[str, Any], where: str, received: int, new_id: Callable[[], str] | None,
+          name: str, data: dict[str, Any]) -> dict[str, Any]:
+    """:func:`normalise` past the name and data: the ``ts``, ``id``, ``user`` and ``v`` fields."""
     ts = ev.get("ts", received)
     if ts is None:
         ts = received
@@ -104,10 +150,6 @@ def normalise(ev: Any, where: str, limits: RuntimeLimits, received: int, *, meas
         if not isinstance(v, str):
             raise EventError(400, f"{where}.v must be a string")
         out["v"] = v
-    if measure:
-        size = len(json.dumps(out, separators=(",", ":")).encode("utf-8"))
-        if size > limits.event_bytes:
-            raise EventError(413, f"{where} is {size} bytes; the limit is {limits.event_bytes} an event")
     return out
 
 

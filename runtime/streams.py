@@ -6,6 +6,7 @@ NATS object Sluice creates.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 
 from bus import ConsumerSpec, OutMsg, StreamSpec
@@ -26,16 +27,20 @@ WAITS_BUCKET = "sluice-waits"
 CANCELS_BUCKET = "sluice-cancels"
 
 
+# Memoized (bounded): an event name's token and subject are made for every event it names.
+@functools.lru_cache(maxsize=4096)
 def name_token(event_name: str) -> str:
     """A subject-safe token for an event name (names may hold any character)."""
     return hashlib.sha1(event_name.encode("utf-8")).hexdigest()[:16]
 
 
+@functools.lru_cache(maxsize=4096)
 def event_subject(event_name: str) -> str:
     """Each event name has its own subject, so waits can read back recent events by name."""
     return f"sluice.events.{name_token(event_name)}"
 
 
+@functools.lru_cache(maxsize=4096)
 def job_subject(function: str) -> str:
     """The subject of the jobs of ``function`` (its ``app/fn`` id)."""
     return f"{JOBS_PREFIX}.{name_token(function)}"
@@ -43,7 +48,8 @@ def job_subject(function: str) -> str:
 
 def event_message(event: dict[str, object]) -> OutMsg:
     """The message that stores ``event``: its id is the dedupe key."""
-    return OutMsg(subject=event_subject(str(event["name"])), data=pack(event), msg_id=str(event["id"]))
+    return OutMsg(event_subject(str(event["name"])), pack(event), str(event["id"]))
+
 
 # Slack on top of the longest step a job can stand for, so a slow step is never
 # redelivered while it still runs (short ack waits cause duplicate executions).

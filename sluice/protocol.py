@@ -91,10 +91,17 @@ def step_id(name: str, occurrence: int = 0) -> str:
 
 #: Without msgpack's C extension (CPython for WASI), a faster pure-Python codec for the
 #: protocol's types goes first; it defers to msgpack for anything else (see _msgpack_py).
+#: With it (the host), each thread reuses one ``msgpack.Packer``: ``packb`` makes and
+#: frees one per call, about half the cost of packing a small map. A Packer keeps the
+#: buffer it grew to, so one that packed more than ``_KEEP_BYTES`` is let go.
 if msgpack.Packer.__module__ == "msgpack.fallback":
     from sluice import _msgpack_py as _FAST
 else:
+    import threading
+
     _FAST = None  # type: ignore[assignment]
+    _PACKERS = threading.local()
+    _KEEP_BYTES = 1 << 20
 
 
 def pack(obj: Any) -> bytes:
@@ -104,7 +111,16 @@ def pack(obj: Any) -> bytes:
             return _FAST.packb(obj)  # type: ignore[no-any-return]
         except (_FAST.Unsupported, UnicodeEncodeError):
             pass
-    return msgpack.packb(obj, use_bin_type=True)  # type: ignore[no-any-return]
+        return msgpack.packb(obj, use_bin_type=True)  # type: ignore[no-any-return]
+    try:
+        packer = _PACKERS.packer
+    except AttributeError:
+        packer = _PACKERS.packer = msgpack.Packer(use_bin_type=True)
+    # A Packer resets its buffer when packing raises, so a failed call leaves it usable.
+    data: bytes = packer.pack(obj)
+    if len(data) > _KEEP_BYTES:
+        del _PACKERS.packer
+    return data
 
 
 def unpack(data: bytes) -> Any:
