@@ -56,6 +56,7 @@ async def _main(app_dir: Path, *, host: str, port: int, sandbox: str, data_dir: 
         extra = ExecutorProcesses([executor_command(i, nats=server.url, history=history, apps=[app_dir],
                                                     sandbox=sandbox, reload=reload)
                                    for i in range(1, executors + 1)])
+        node.also_ready.append(lambda: extra.ready)  # /readyz: 503 until they are up too
         try:
             _banner(node, app_dir, executors)
             extra.start()

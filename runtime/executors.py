@@ -9,6 +9,11 @@ same apps. They take jobs from the same durable consumers as any executor of a f
 so nothing about them is new to trust: a job is held by one executor at a time, and a
 process that dies leaves its jobs to be redelivered (DESIGN §4).
 
+Each says it is ready (its node started, its apps loaded) with a line on its stdout
+(:func:`announce_ready`); the node's ``/readyz`` answers 503 until every one has said
+so since it was last started. Logs go to the node's stderr, each line carrying
+``"executor": N``.
+
 The node supervises them: one that exits is started again after a back-off (1 s,
 doubling up to 30 s, back to 1 s once one has stayed up a minute). Each runs in its
 own session, so a terminal's Ctrl-C reaches only the node, which then stops them
@@ -41,6 +46,16 @@ HEALTHY_S = 60.0
 STOP_GRACE_S = 20.0
 
 
+#: What an executor process writes on its stdout once it is ready.
+READY_LINE = b"sluice-executor-ready\n"
+
+
+def announce_ready() -> None:
+    """In an executor process: tell the node this process is ready (see :data:`READY_LINE`)."""
+    sys.stdout.buffer.write(READY_LINE)
+    sys.stdout.buffer.flush()
+
+
 def executor_command(index: int, *, nats: str, history: str, apps: Sequence[Path], sandbox: str,
                      reload: bool) -> list[str]:
     """The command line of extra executor process ``index`` (from 1)."""
@@ -58,6 +73,7 @@ class ExecutorProcesses:
     def __init__(self, commands: Sequence[Sequence[str]]) -> None:
         self._commands = [list(c) for c in commands]
         self._procs: dict[int, asyncio.subprocess.Process] = {}
+        self._ready: set[int] = set()  # indexes that said they are ready since their last start
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
         #: Starts made, restarts included (for logs and tests).
@@ -67,6 +83,11 @@ class ExecutorProcesses:
     def pids(self) -> list[int]:
         """The process ids running now."""
         return [p.pid for p in self._procs.values() if p.returncode is None]
+
+    @property
+    def ready(self) -> bool:
+        """Every process is running and has said it is ready since it was last started."""
+        return len(self._ready) == len(self._commands)
 
     def start(self) -> None:
         """Start every process (in the background: they load their apps on their own)."""
@@ -79,8 +100,8 @@ class ExecutorProcesses:
             began = time.monotonic()
             try:
                 proc = await asyncio.create_subprocess_exec(
-                    *command, stdin=asyncio.subprocess.DEVNULL, start_new_session=True,
-                    preexec_fn=die_with_parent)
+                    *command, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+                    start_new_session=True, preexec_fn=die_with_parent)
             except OSError as exc:
                 log.error("cannot start an executor process", executor=index, error=str(exc))
             else:
@@ -89,7 +110,9 @@ class ExecutorProcesses:
                 log.info("executor process started", executor=index, pid=proc.pid)
                 if self._stopping.is_set():  # stop() ran while it was being started
                     _signal(proc, signal.SIGTERM)
+                await self._watch_stdout(index, proc)
                 code = await proc.wait()
+                self._ready.discard(index)
                 if self._stopping.is_set():
                     return
                 log.warning("executor process exited; starting it again", executor=index, pid=proc.pid,
@@ -99,6 +122,18 @@ class ExecutorProcesses:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), delay)
             delay = min(delay * 2, RESTART_MAX_S)
+
+    async def _watch_stdout(self, index: int, proc: asyncio.subprocess.Process) -> None:
+        """Until ``proc`` closes its stdout: note when it says it is ready; anything else it
+        prints is passed on to the node's stdout."""
+        assert proc.stdout is not None
+        async for line in proc.stdout:
+            if line == READY_LINE:
+                self._ready.add(index)
+                log.info("executor process ready", executor=index, pid=proc.pid)
+            else:
+                sys.stdout.buffer.write(line)
+                sys.stdout.buffer.flush()
 
     async def stop(self, grace_s: float = STOP_GRACE_S) -> None:
         """Stop every process: SIGTERM, then SIGKILL after ``grace_s``. Safe twice."""

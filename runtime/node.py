@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -68,6 +68,8 @@ class Node:
         self._executor: Executor | None = None
         self._runner: web.AppRunner | None = None
         self._ready = False
+        #: More conditions for ``/readyz`` (the dev server's: its executor processes are up).
+        self.also_ready: list[Callable[[], bool]] = []
         self._egress = Egress()
         self.url = ""
 
@@ -101,7 +103,7 @@ class Node:
         if "api" in self.config.roles:
             api = Api(self.bus, self.history, self.registry, self.config.limits,
                       operations,
-                      event_keys=self.config.event_keys, ready=lambda: self._ready)
+                      event_keys=self.config.event_keys, ready=self.ready)
             self._runner = web.AppRunner(api.app(), access_log=None, handle_signals=False)
             await self._runner.setup()
             site = web.TCPSite(self._runner, self.config.host, self.config.port)
@@ -109,6 +111,10 @@ class Node:
             port = self._runner.addresses[0][1] if self._runner.addresses else self.config.port
             self.url = f"http://{self.config.host}:{port}"
         self._ready = True
+
+    def ready(self) -> bool:
+        """Started, not stopping, and every condition in :attr:`also_ready` holds."""
+        return self._ready and all(check() for check in self.also_ready)
 
     async def load_apps(self, sources: Sequence[AppSource]) -> list[str]:
         """Introspect each app in its sandbox and register its functions; returns the errors."""
@@ -189,7 +195,7 @@ def run_node(*, nats: str, history: str, apps: Sequence[Path] = (), host: str = 
     is one of those processes (its log lines say ``executor=N``)."""
     import uvloop
 
-    from runtime.executors import ExecutorProcesses, executor_command
+    from runtime.executors import ExecutorProcesses, announce_ready, executor_command
     from runtime.logs import configure
     from runtime.reload import watch
 
@@ -204,8 +210,11 @@ def run_node(*, nats: str, history: str, apps: Sequence[Path] = (), host: str = 
                     sandboxes={name: open_sandbox(name) for name in names})
         await node.start([src for app_dir in apps for src in discover(app_dir, sandbox)])
         log.info("node started", url=node.url or None, roles=sorted(roles))
+        if worker_index:
+            announce_ready()
         extra = ExecutorProcesses([executor_command(i, nats=nats, history=history, apps=apps, sandbox=sandbox,
                                                     reload=reload) for i in range(1, executors + 1)])
+        node.also_ready.append(lambda: extra.ready)
         extra.start()
         watcher = asyncio.create_task(watch(node, apps, sandbox)) if reload and apps else None
         try:

@@ -52,13 +52,21 @@ TIMING_RUNS = 20
 FAIRNESS_BURST = {False: 2000, True: 20}
 FAIRNESS_PROBES = {False: 20, True: 5}
 FAIRNESS_GAP_S = 0.1
+#: ``sluice dev --executors N`` per sandbox: one more executor process for WASM (steps on
+#: the second core: measured 218 -> ~365 runs/s on 2 cores; two more went past the
+#: 300 MB memory target for no further gain). None for Docker: there the Docker engine's
+#: attach streams, not the node's core, were the limit, and a second process (with warm
+#: containers of its own) measured no faster (docs/cli.md).
+EXECUTORS = {"wasm": 1, "docker": 0}
 
 
 def new_report(sandbox: str) -> dict[str, Any]:
     """An empty report for Sluice with ``sandbox``; :func:`measure` fills it in phase by phase."""
-    label = f"Sluice {version('sluice')} ({sandbox}{', warm pool' if sandbox == 'docker' else ''})"
+    extra = EXECUTORS[sandbox]
+    label = (f"Sluice {version('sluice')} ({sandbox}{', warm pool' if sandbox == 'docker' else ''}"
+             f"{f', --executors {extra}' if extra else ''})")
     report = engine_report(f"sluice-{sandbox}", label, version=version("sluice"), durability=DURABILITY)
-    report.update(sandbox=sandbox, durability_short="JetStream file store")
+    report.update(sandbox=sandbox, durability_short="JetStream file store", executors=extra)
     return report
 
 
@@ -106,7 +114,8 @@ class _Servers:
     async def fresh(self) -> SluiceServer:
         self.stop()
         self.started += 1
-        self.current = SluiceServer(self.root / f"node-{self.started}", sandbox=self.sandbox)
+        self.current = SluiceServer(self.root / f"node-{self.started}", sandbox=self.sandbox,
+                                    executors=EXECUTORS[self.sandbox])
         await self.current.start(self.session)
         await _unloaded(self.session, self.current, WARMUP_RUNS, self.settings)  # compile, warm pools
         return self.current

@@ -13,12 +13,19 @@ the status line, headers and ``Content-Length`` body), far cheaper than a full H
 client, so on two cores it takes as little CPU as it can from the server it measures;
 its CPU time is reported beside each figure. Both phases are bounded by a count and by
 ``CAP_S`` seconds; a non-200 answer stops the phase and is reported as its ``error``.
+
+Then the *bus ceiling* (:func:`bus_ceiling`): how many event messages a second a fresh
+``nats-server`` on the same file storage stores and acknowledges when nothing else runs,
+the messages made beforehand by the node's own code and sent by the driver's fastest
+path (atomic batches of 1,000, ``BATCH_CONNECTIONS`` at once). No HTTP, no parsing, no
+scheduler reading them back: an upper bound for batched ingest on this machine.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import tempfile
 import time
 from typing import Any
 from urllib.parse import urlsplit
@@ -38,7 +45,49 @@ async def measure(url: str, *, quick: bool) -> dict[str, Any]:
     return {
         "single": await _phase(url, one, 1, singles, SINGLE_CONNECTIONS),
         "batched": await _phase(url, many, BATCH, batches, BATCH_CONNECTIONS),
+        "bus_ceiling": await bus_ceiling(many, batches),
     }
+
+
+async def bus_ceiling(body: bytes, batches: int) -> dict[str, Any]:
+    """Events a second a fresh nats-server stores and acks from the bus driver alone
+    (see the module doc); ``error`` says why not, if it could not be measured."""
+    from bus.nats import NatsBus
+    from bus.server import NatsServer
+    from runtime.events import parse_events
+    from runtime.limits import RuntimeLimits
+    from runtime.streams import event_message, events_stream
+
+    limits = RuntimeLimits()
+    todo = [[event_message(ev) for ev in parse_events(body, limits)] for _ in range(batches)]
+    events = sum(map(len, todo))
+    acked = 0
+    error: str | None = None
+    with tempfile.TemporaryDirectory(prefix="sluice-bench-bus-") as tmp:
+        async with NatsServer(f"{tmp}/nats") as server:
+            bus = NatsBus(server.url)
+            await bus.start()
+            try:
+                await bus.ensure_stream(events_stream(limits))
+                deadline = time.monotonic() + CAP_S
+
+                async def sender() -> None:
+                    nonlocal acked, error
+                    while todo and error is None and time.monotonic() < deadline:
+                        msgs = todo.pop()
+                        results = await bus.publish_many(msgs)
+                        failed = [r for r in results if isinstance(r, Exception)]
+                        if failed:
+                            error = str(failed[0])[:300]
+                        acked += len(results) - len(failed)
+
+                started = time.perf_counter()
+                await asyncio.gather(*(sender() for _ in range(BATCH_CONNECTIONS)))
+                elapsed = time.perf_counter() - started
+            finally:
+                await bus.close()
+    return {"events": acked, "of": events, "connections": BATCH_CONNECTIONS, "seconds": round(elapsed, 3),
+            "events_per_s": round(acked / elapsed) if elapsed > 0 else None, "error": error}
 
 
 def _request(host: str, port: int, body: bytes) -> bytes:

@@ -31,7 +31,8 @@ HTTP_TIMEOUT_S = 30.0
 
 
 class SluiceServer:
-    """``sluice dev`` on a free port; ``start()`` returns once both bench functions are listed."""
+    """``sluice dev`` on a free port; ``start()`` returns once both bench functions are listed
+    and ``/readyz`` says the node (and its executor processes, if any) are ready."""
 
     def __init__(self, data_dir: Path, *, sandbox: str, log_level: str = "warning", executors: int = 0) -> None:
         self.data_dir = data_dir
@@ -56,7 +57,8 @@ class SluiceServer:
                 raise RuntimeError(f"sluice dev exited with {self.proc.returncode}: {self.tail()}")
             try:
                 body = await get_json(session, f"{self.url}/v1/functions")
-                if len(body["data"]) >= 2:
+                # Ready: the node and, with --executors, its executor processes are up.
+                if len(body["data"]) >= 2 and (await get_json(session, f"{self.url}/readyz"))["status"] == "ready":
                     return
             except (OSError, RuntimeError, aiohttp.ClientError, TimeoutError):
                 pass

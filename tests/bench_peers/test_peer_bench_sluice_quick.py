@@ -45,8 +45,9 @@ def test_a_quick_sluice_wasm_run_prints_the_tables_and_writes_the_json(tmp_path:
     assert unloaded["completed"] == unloaded["runs"] == doc["settings"]["unloaded"]
     assert 0 < unloaded["first_step_ms"]["p50"] <= unloaded["complete_ms"]["p50"]
     assert engine["memory"]["node_peak_mb"] > 0
-    for kind in ("single", "batched"):
+    for kind in ("single", "batched", "bus_ceiling"):
         assert engine["ingest"][kind]["events"] > 0 and engine["ingest"][kind]["error"] is None
+    assert engine["executors"] == 1 and "--executors 1" in engine["label"]
     fairness = engine["fairness"]
     assert fairness["probe_first_step_ms"]["n"] == fairness["probes"] > 0
     assert engine["durability"].startswith("durable")

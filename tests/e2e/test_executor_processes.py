@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.e2e.harness import DevServer
+from tests.e2e.harness import DevServer, http
 
 APP = '''
 import sluice
@@ -74,6 +74,8 @@ def test_a_second_executor_process_runs_steps_restarts_and_reloads(
     server = dev_server(app_dir, args=["--executors", "1", "--reload"])
     assert "1 more executor process" in server.logs()
     _wait_log(server, lambda ln: ln.get("executor") == 1 and ln.get("event") == "node started", "the child's start")
+    _wait_log(server, lambda ln: ln.get("event") == "executor process ready", "the child's ready line")
+    assert http("GET", server.url + "/readyz")[0] == 200
 
     # Both processes take jobs from the same consumers: a burst is shared between them.
     ran_by_child = 0

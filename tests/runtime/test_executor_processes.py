@@ -78,3 +78,24 @@ def test_the_command_is_an_executor_only_node_on_the_same_nats_history_and_apps(
     for part in ("--nats nats://127.0.0.1:4222", "--history sqlite:////d/h.db", "--roles executor",
                  "--sandbox docker", "--worker-index 2", "--no-reload", f"--app {tmp_path}"):
         assert part in joined
+
+
+async def test_ready_once_each_process_says_so_and_not_while_one_restarts(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(executors, "RESTART_MIN_S", 0.3)
+    says = [sys.executable, "-c", "import sys, time; from runtime.executors import announce_ready; "
+            "time.sleep(0.3); announce_ready(); time.sleep(float(sys.argv[1]))"]
+    procs = ExecutorProcesses([[*says, "60"], [*says, "1"]])
+    assert not procs.ready
+    procs.start()
+    try:
+        await _until(lambda: procs.ready)
+        await _until(lambda: not procs.ready)  # the second one exits after 1 s ...
+        await _until(lambda: procs.ready)  # ... and is ready again once restarted
+        assert procs.starts >= 3
+    finally:
+        await procs.stop()
+    assert not procs.ready
+
+
+async def test_no_processes_is_ready_at_once() -> None:
+    assert ExecutorProcesses([]).ready
