@@ -95,6 +95,8 @@ async def measure(sandbox: str, settings: Settings, report: dict[str, Any], *, i
                         fair["probes"]
                     server = await servers.next_phase(left, "the fairness phase")
                     report["ingest"] = await ingest.measure(server.url, quick=settings.burst < 100)
+                    servers.stop()  # the bus alone, with nothing else running
+                    report["ingest"]["bus_ceiling"] = await ingest.bus_ceiling(quick=settings.burst < 100)
             except Exception as exc:
                 exc.add_note(f"sluice dev log: {servers.tail()}")
                 raise
