@@ -289,6 +289,17 @@ class NatsBus(Bus):
         return PubAck(stream=ack.stream, seq=ack.seq, duplicate=bool(ack.duplicate))
 
     async def publish_batch(self, msgs: Sequence[OutMsg]) -> list[PubAck]:
+        limit = self.inline_limit_bytes
+        if all(not m.headers and m.deliver_at is None and len(m.data) <= limit for m in msgs):
+            # Plain messages (run jobs, mostly): the raw-frame path, without nats-py's
+            # publish_async (a future, a NUID and a flusher hand-off each).
+            results = await self.publish_many(msgs)
+            failed = [(at, r) for at, r in enumerate(results) if isinstance(r, BusError)]
+            if failed:
+                at, error = failed[0]
+                raise BusError(f"publish to {msgs[at].subject!r} (message {at} of a batch of {len(msgs)}, "
+                               f"{len(failed)} failed): {error}") from error
+            return [r for r in results if isinstance(r, PubAck)]
         # In turn, not gathered: after the first, stream lookups are cached and this is CPU only.
         prepared: list[tuple[str, bytes, dict[str, str], str | None]] = []
         try:
