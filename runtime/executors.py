@@ -61,7 +61,8 @@ def executor_command(index: int, *, nats: str, history: str, apps: Sequence[Path
     """The command line of extra executor process ``index`` (from 1)."""
     cmd = [sys.executable, "-m", "runtime.cli", "node", "--nats", nats, "--history", history,
            "--roles", "executor", "--sandbox", sandbox, "--worker-index", str(index),
-           "--reload" if reload else "--no-reload"]
+           "--reload" if reload else "--no-reload",
+           "--executors", "0"]  # explicit: SLUICE_EXECUTORS in the environment is the node's
     for app in apps:
         cmd += ["--app", str(app)]
     return cmd

@@ -76,7 +76,7 @@ def test_the_command_is_an_executor_only_node_on_the_same_nats_history_and_apps(
     assert cmd[:4] == [sys.executable, "-m", "runtime.cli", "node"]
     joined = " ".join(cmd)
     for part in ("--nats nats://127.0.0.1:4222", "--history sqlite:////d/h.db", "--roles executor",
-                 "--sandbox docker", "--worker-index 2", "--no-reload", f"--app {tmp_path}"):
+                 "--sandbox docker", "--worker-index 2", "--no-reload", "--executors 0", f"--app {tmp_path}"):
         assert part in joined
 
 
