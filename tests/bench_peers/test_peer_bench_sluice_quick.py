@@ -43,7 +43,10 @@ def test_a_quick_sluice_wasm_run_prints_the_tables_and_writes_the_json(tmp_path:
     assert burst["completed"] == burst["runs"] == doc["settings"]["burst"]
     assert burst["runs_per_s"] > 0 and burst["first_step_ms"]["n"] == burst["runs"]
     assert unloaded["completed"] == unloaded["runs"] == doc["settings"]["unloaded"]
-    assert 0 < unloaded["first_step_ms"]["p50"] <= unloaded["complete_ms"]["p50"]
+    # *accepted* is when the driver read the 200; the event was stored before the 200 was
+    # sent, so an idle executor process may start the first step a moment before that
+    # (same clock: the guest's is the host's). Never by much, and never after completion.
+    assert -20 < unloaded["first_step_ms"]["p50"] <= unloaded["complete_ms"]["p50"]
     assert engine["memory"]["node_peak_mb"] > 0
     for kind in ("single", "batched", "bus_ceiling"):
         assert engine["ingest"][kind]["events"] > 0 and engine["ingest"][kind]["error"] is None
