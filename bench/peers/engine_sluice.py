@@ -49,7 +49,7 @@ WARMUP_RUNS = 5
 #: Unloaded runs (the last ones) whose step timings are read back.
 TIMING_RUNS = 20
 #: Fairness, full and quick: the noisy function's runs, and the other's (one every FAIRNESS_GAP_S).
-FAIRNESS_BURST = {False: 2000, True: 20}
+FAIRNESS_BURST = {False: 10_000, True: 20}  # the "one function bursting 10,000 runs"
 FAIRNESS_PROBES = {False: 20, True: 5}
 FAIRNESS_GAP_S = 0.1
 #: ``sluice dev --executors N`` per sandbox: one more executor process for WASM (steps on
