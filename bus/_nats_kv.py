@@ -1,10 +1,10 @@
 """JetStream KV buckets behind the :class:`bus.base.KeyValue` contract.
 
 ``get``, ``create`` and ``update`` (a run's creation, and the executor's read and
-compare-and-set of it, once a step each) go through the driver's raw-frame path (:mod:`bus._nats_publish`): the same
-JetStream requests nats-py's ``KeyValue`` sends (``STREAM.MSG.GET`` by last subject; a
-publish with ``Nats-Expected-Last-Subject-Sequence``), without its per-request costs.
-The other operations use nats-py's ``KeyValue``.
+compare-and-set of it, once a step each) go through the driver's raw-frame path
+(:mod:`bus._nats_publish`): the same JetStream requests nats-py's ``KeyValue`` sends
+(``STREAM.MSG.GET`` by last subject; a publish with ``Nats-Expected-Last-Subject-
+Sequence``), without its per-request costs. The other operations use nats-py's ``KeyValue``.
 
 Values over the bus's inline limit are stored by reference (see
 :mod:`bus._nats_support`); ``delete`` removes a referenced payload too. A payload of an

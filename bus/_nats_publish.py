@@ -126,8 +126,7 @@ class FastPublisher:
                 total = len(hdr) + len(data)
                 frame = b"HPUB %s %s%d %d %d\r\n%s%s\r\n" % (subject.encode(), reply_b, i, len(hdr), total, hdr, data)
             if total > max_payload:
-                early[i] = BusError(f"publish to {subject!r}: {total} bytes is over the server's "
-                                    f"max_payload of {max_payload}")
+                early[i] = _too_big(subject, total, max_payload)
                 continue
             parts.append(frame)
         call = _Call(subjects, asyncio.get_running_loop().create_future())
@@ -195,8 +194,7 @@ class FastPublisher:
         hdr = b"NATS/1.0\r\nNats-Expected-Last-Subject-Sequence: %d\r\n\r\n" % last_subject_seq
         total = len(hdr) + len(data)
         if total > self._nc.max_payload:
-            return BusError(f"publish to {subject!r}: {total} bytes is over the server's "
-                            f"max_payload of {self._nc.max_payload}")
+            return _too_big(subject, total, self._nc.max_payload)
         frame = b"HPUB %s %s.%s.0 %d %d\r\n%s%s\r\n" % (
             subject.encode(), self._prefix.encode(), call_id.encode(), len(hdr), total, hdr, data)
         call = _Call([subject], asyncio.get_running_loop().create_future())
@@ -208,19 +206,13 @@ class FastPublisher:
         :class:`BusError` if none comes within the timeout or the connection fails."""
         if not self._prefix:
             await self._subscribe()
-        nc = self._nc
         call_id = f"r{next(self._ids)}"
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._requests[call_id] = future
         try:
-            try:
-                if nc.is_closed:
-                    raise BusError("request: the NATS connection is closed")
-                await nc._send_command(b"PUB %s %s.%s.0 %d\r\n%s\r\n" % (
-                    subject.encode(), self._prefix.encode(), call_id.encode(), len(payload), payload))
-                await nc._flush_pending()
-            except (nats.errors.Error, OSError) as err:
-                raise BusError(f"request to {subject!r}: {type(err).__name__}: {err}") from err
+            await self._write(b"PUB %s %s.%s.0 %d\r\n%s\r\n" % (
+                subject.encode(), self._prefix.encode(), call_id.encode(), len(payload), payload),
+                f"request to {subject!r}")
             timer = asyncio.get_running_loop().call_later(self._timeout_s, _settle, future, None)
             try:
                 reply = await future
@@ -234,20 +226,10 @@ class FastPublisher:
 
     async def _send(self, call_id: str, call: _Call, parts: list[bytes]) -> None:
         """Write ``parts`` in one go and wait (bounded) for ``call``'s acknowledgements."""
-        nc = self._nc
         self._calls[call_id] = call
         call.wait_s = self._timeout_s + len(parts) / 1000
         try:
-            try:
-                if nc.is_closed:
-                    raise BusError("publish: the NATS connection is closed")
-                if not nc.is_connected and nc._max_pending_size > 0 and (
-                        nc._pending_data_size + sum(map(len, parts)) > nc._max_pending_size):
-                    raise BusError("publish: disconnected from NATS and the client's buffer is full")
-                await nc._send_command(b"".join(parts))
-                await nc._flush_pending()
-            except (nats.errors.Error, OSError) as err:
-                raise BusError(f"publish a batch of {len(parts)}: {type(err).__name__}: {err}") from err
+            await self._write(b"".join(parts), f"publish a batch of {len(parts)}")
             # A timer, not asyncio.wait_for: no extra future or task per call. Unanswered
             # messages are reported by _outcomes.
             timer = asyncio.get_running_loop().call_later(call.wait_s, _settle, call.done, None)
@@ -257,6 +239,21 @@ class FastPublisher:
                 timer.cancel()
         finally:
             self._calls.pop(call_id, None)
+
+    async def _write(self, data: bytes, what: str) -> None:
+        """Queue ``data`` on the connection and flush it. :class:`BusError` (saying ``what``
+        was being sent) if the connection is closed, is down with its buffer full, or fails."""
+        nc = self._nc
+        try:
+            if nc.is_closed:
+                raise BusError(f"{what}: the NATS connection is closed")
+            if not nc.is_connected and nc._max_pending_size > 0 and (
+                    nc._pending_data_size + len(data) > nc._max_pending_size):
+                raise BusError(f"{what}: disconnected from NATS and the client's buffer is full")
+            await nc._send_command(data)
+            await nc._flush_pending()
+        except (nats.errors.Error, OSError) as err:
+            raise BusError(f"{what}: {type(err).__name__}: {err}") from err
 
     def _outcomes(self, call: _Call) -> list[PubAck | BusError]:
         out: list[PubAck | BusError] = []
@@ -284,6 +281,10 @@ class FastPublisher:
         call.left -= 1
         if call.left == 0 and not call.done.done():
             call.done.set_result(None)
+
+
+def _too_big(subject: str, total: int, max_payload: int) -> BusError:
+    return BusError(f"publish to {subject!r}: {total} bytes is over the server's max_payload of {max_payload}")
 
 
 def _settle(future: asyncio.Future[Any], value: Any) -> None:

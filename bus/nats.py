@@ -290,7 +290,7 @@ class NatsBus(Bus):
 
     async def publish_batch(self, msgs: Sequence[OutMsg]) -> list[PubAck]:
         limit = self.inline_limit_bytes
-        if all(not m.headers and m.deliver_at is None and len(m.data) <= limit for m in msgs):
+        if all(_plain(m, limit) for m in msgs):
             # Plain messages (run jobs, mostly): the raw-frame path, without nats-py's
             # publish_async (a future, a NUID and a flusher hand-off each).
             results = await self.publish_many(msgs)
@@ -344,16 +344,14 @@ class NatsBus(Bus):
         to 1,000 (one acknowledgement each; a batch the server refuses, e.g. for a duplicate
         id, goes again message by message), the rest pipelined. Others go one by one through
         :meth:`publish`."""
-        self.check_open()
-        fast_publisher = self._fast
-        assert fast_publisher is not None
+        fast_publisher = self.fast_publisher  # checks the bus is open
         results: list[PubAck | BusError | None] = [None] * len(msgs)
         fast: list[int] = []
         slow: list[int] = []
         checked = self._checked_subjects
         limit = self.inline_limit_bytes
         for i, m in enumerate(msgs):
-            if m.headers or m.deliver_at is not None or len(m.data) > limit:
+            if not _plain(m, limit):
                 slow.append(i)
                 continue
             if m.subject not in checked:
@@ -489,6 +487,12 @@ class NatsBus(Bus):
         """The nats-py JetStream context (for the driver's own modules)."""
         self.check_open()
         return self._js
+
+
+def _plain(msg: OutMsg, inline_limit: int) -> bool:
+    """Whether ``msg`` can take the raw-frame path: a ``msg_id`` at most (no other
+    headers), no ``deliver_at``, a payload stored inline."""
+    return not msg.headers and msg.deliver_at is None and len(msg.data) <= inline_limit
 
 
 async def _close_quietly(nc: Any) -> None:
