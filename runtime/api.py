@@ -95,10 +95,14 @@ class Coalescer:
         future: asyncio.Future[list[PubAck | BusError]] = loop.create_future()
         self._waiting.append((msgs, future))
         self._waiting_msgs += len(msgs)
-        if not self._scheduled and self._may_start():
-            self._scheduled = True
-            loop.call_soon(self._start)
+        self._schedule()
         return await future
+
+    def _schedule(self) -> None:
+        """Start a call at the loop's next turn, if none is scheduled and one may start."""
+        if self._waiting and not self._scheduled and self._may_start():
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._start)
 
     def _may_start(self) -> bool:
         busy = len(self._tasks)
@@ -116,9 +120,7 @@ class Coalescer:
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
-        if self._waiting and not self._scheduled and self._may_start():
-            self._scheduled = True
-            asyncio.get_running_loop().call_soon(self._start)
+        self._schedule()
 
     async def _publish(self, turn: list[tuple[Sequence[OutMsg], asyncio.Future[list[PubAck | BusError]]]]) -> None:
         msgs = [m for part, _ in turn for m in part]

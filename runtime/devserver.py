@@ -10,22 +10,15 @@ use more than one core. Killing it and starting it again carries on every unfini
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from pathlib import Path
 
-import structlog
-
 from bus.nats import NatsBus
 from bus.server import NatsServer
-from runtime.executors import ExecutorProcesses, executor_command
 from runtime.history import History
-from runtime.node import Node, NodeConfig, wait_for_signal
+from runtime.node import Node, NodeConfig, serve_until_signal
 from runtime.registry import describe_trigger, discover
-from runtime.reload import watch
 from sandboxes import Sandbox, open_sandbox
-
-log = structlog.get_logger("sluice.dev")
 
 
 def run_dev(app_dir: Path, *, host: str = "127.0.0.1", port: int = 8288, sandbox: str = "wasm",
@@ -53,20 +46,8 @@ async def _main(app_dir: Path, *, host: str, port: int, sandbox: str, data_dir: 
             bus=NatsBus(server.url), history=History(history), sandboxes=sandboxes,
         )
         await node.start(discover(app_dir, sandbox))
-        extra = ExecutorProcesses([executor_command(i, nats=server.url, history=history, apps=[app_dir],
-                                                    sandbox=sandbox, reload=reload)
-                                   for i in range(1, executors + 1)])
-        node.also_ready.append(lambda: extra.ready)  # /readyz: 503 until they are up too
-        try:
-            _banner(node, app_dir, executors)
-            extra.start()
-            watcher = asyncio.create_task(watch(node, [app_dir], sandbox)) if reload else None
-            await wait_for_signal()
-            if watcher is not None:
-                watcher.cancel()
-        finally:
-            log.info("stopping")
-            await asyncio.gather(extra.stop(), node.stop())
+        await serve_until_signal(node, executors=executors, nats=server.url, history=history, apps=[app_dir],
+                                 sandbox=sandbox, reload=reload, started=lambda: _banner(node, app_dir, executors))
     finally:
         await server.stop()
 

@@ -22,11 +22,13 @@ from runtime.cancels import Cancels
 from runtime.effects import Effects
 from runtime.egress import Egress
 from runtime.executor import Executor
+from runtime.executors import ExecutorProcesses, announce_ready, executor_command
 from runtime.flow import FlowControl, FlowOptionError
 from runtime.history import History
 from runtime.limits import RuntimeLimits
 from runtime.operations import Operations
 from runtime.registry import AppSource, FunctionDef, Registry, RegistryError, describe_trigger, discover
+from runtime.reload import watch
 from runtime.scheduler import Scheduler
 from runtime.state import RunStore
 from runtime.streams import CANCELS_BUCKET, RUNS_BUCKET, WAITS_BUCKET, events_stream, steps_stream
@@ -186,6 +188,28 @@ async def wait_for_signal() -> None:
             loop.remove_signal_handler(sig)
 
 
+async def serve_until_signal(node: Node, *, executors: int, nats: str, history: str, apps: Sequence[Path],
+                             sandbox: str, reload: bool, started: Callable[[], None] = lambda: None) -> None:
+    """Run a started ``node`` until SIGINT/SIGTERM, with ``executors`` more executor
+    processes on ``nats`` and ``history`` beside it (``/readyz`` waits for them) and, with
+    ``reload``, ``apps`` reloaded when their files change; then stop them all. ``started``
+    runs once all that is under way (the dev server prints its banner)."""
+    extra = ExecutorProcesses([executor_command(i, nats=nats, history=history, apps=apps, sandbox=sandbox,
+                                                reload=reload) for i in range(1, executors + 1)])
+    node.also_ready.append(lambda: extra.ready)
+    watcher: asyncio.Task[None] | None = None
+    try:
+        started()
+        extra.start()
+        watcher = asyncio.create_task(watch(node, apps, sandbox)) if reload and apps else None
+        await wait_for_signal()
+    finally:
+        if watcher is not None:
+            watcher.cancel()
+        log.info("stopping")
+        await asyncio.gather(extra.stop(), node.stop())
+
+
 def run_node(*, nats: str, history: str, apps: Sequence[Path] = (), host: str = "127.0.0.1", port: int = 8288,
              roles: Collection[str] = ROLES, sandbox: str = "docker",
              event_keys: Collection[str] | None = None, executors: int = 0, reload: bool = False,
@@ -195,9 +219,7 @@ def run_node(*, nats: str, history: str, apps: Sequence[Path] = (), host: str = 
     is one of those processes (its log lines say ``executor=N``)."""
     import uvloop
 
-    from runtime.executors import ExecutorProcesses, announce_ready, executor_command
     from runtime.logs import configure
-    from runtime.reload import watch
 
     configure()
     if worker_index:
@@ -212,16 +234,7 @@ def run_node(*, nats: str, history: str, apps: Sequence[Path] = (), host: str = 
         log.info("node started", url=node.url or None, roles=sorted(roles))
         if worker_index:
             announce_ready()
-        extra = ExecutorProcesses([executor_command(i, nats=nats, history=history, apps=apps, sandbox=sandbox,
-                                                    reload=reload) for i in range(1, executors + 1)])
-        node.also_ready.append(lambda: extra.ready)
-        extra.start()
-        watcher = asyncio.create_task(watch(node, apps, sandbox)) if reload and apps else None
-        try:
-            await wait_for_signal()
-        finally:
-            if watcher is not None:
-                watcher.cancel()
-            await asyncio.gather(extra.stop(), node.stop())
+        await serve_until_signal(node, executors=executors, nats=nats, history=history, apps=apps,
+                                 sandbox=sandbox, reload=reload)
 
     uvloop.run(main())

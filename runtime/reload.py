@@ -8,11 +8,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
 
-from runtime.node import Node
 from runtime.registry import discover
+
+if TYPE_CHECKING:
+    from runtime.node import Node
 
 log = structlog.get_logger("sluice.reload")
 

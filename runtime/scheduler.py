@@ -95,10 +95,13 @@ class Scheduler:
         return now + lag * 1000 if lag > 0 else None
 
     async def _create(self, fn: FunctionDef, event: dict[str, Any], received: int) -> RunState | None:
-        """The new run of ``fn`` for ``event`` with its cancel rules, or the one a crash left
-        queued; ``None`` if it is already under way (or gone): nothing owed."""
-        state = RunState(id=self._run_id(fn, event, received), app=fn.app, function=fn.fqid, event=event,
-                         events=[event], created_at=received)
+        """The run of ``fn`` for ``event`` (see :meth:`_open`)."""
+        return await self._open(fn, RunState(id=self._run_id(fn, event, received), app=fn.app, function=fn.fqid,
+                                             event=event, events=[event], created_at=received))
+
+    async def _open(self, fn: FunctionDef, state: RunState) -> RunState | None:
+        """``state`` created with its cancel rules, or the run a crash left queued under its
+        id; ``None`` if that run is already under way (or gone): nothing owed."""
         if not await self._runs.create(state):
             existing = await self._runs.load(state.id)
             if existing is None or existing.status != "queued":
@@ -109,14 +112,10 @@ class Scheduler:
 
     async def start_flow_run(self, fn: FunctionDef, start: Start) -> None:
         """Start the run of a closed debounce or batch window (called by flow control)."""
-        state = RunState(id=start.run_id, app=fn.app, function=fn.fqid, event=start.event, events=start.events,
-                         created_at=now_ms())
-        if not await self._runs.create(state):
-            existing = await self._runs.load(start.run_id)
-            if existing is None or existing.status != "queued":
-                return
-            state = existing
-        await self._cancels.register(fn, state)
+        state = await self._open(fn, RunState(id=start.run_id, app=fn.app, function=fn.fqid, event=start.event,
+                                              events=start.events, created_at=now_ms()))
+        if state is None:
+            return
         await self._history.record_run(state.row())
         await self._bus.publish_batch(job_messages(state))
         log.info("run queued", run_id=state.id, function=state.function, events=len(state.events))
