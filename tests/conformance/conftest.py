@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -27,13 +28,25 @@ def nats_binary_or_skip() -> Path:
         pytest.skip(str(err))
 
 
-@pytest.fixture(params=["memory", pytest.param("nats", marks=pytest.mark.nats)])
-async def bus(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Bus]:
-    """A started bus of each driver; the NATS one on its own nats-server in ``tmp_path``."""
-    if request.param == "memory":
+#: Fixture params for "each bus driver" (the NATS one marked ``nats``): see :func:`started_bus`.
+BUS_DRIVERS = ["memory", pytest.param("nats", marks=pytest.mark.nats)]
+
+
+@contextlib.asynccontextmanager
+async def started_bus(driver: str, tmp_path: Path) -> AsyncIterator[Bus]:
+    """A started bus of ``driver`` (one of :data:`BUS_DRIVERS`); the NATS one on its own
+    nats-server in ``tmp_path``."""
+    if driver == "memory":
         async with MemoryBus() as memory:
             yield memory
         return
     nats_binary_or_skip()
     async with NatsServer(tmp_path / "nats") as server, NatsBus(server.url) as nats_bus:
         yield nats_bus
+
+
+@pytest.fixture(params=BUS_DRIVERS)
+async def bus(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Bus]:
+    """A started bus of each driver; the NATS one on its own nats-server in ``tmp_path``."""
+    async with started_bus(request.param, tmp_path) as started:
+        yield started

@@ -13,7 +13,6 @@ import aiohttp
 import pytest
 
 from bus import Bus, BusError, ConsumerSpec, OutMsg, PubAck
-from bus.memory import MemoryBus
 from bus.nats import NatsBus
 from bus.server import NatsServer
 from runtime.api import Coalescer
@@ -22,18 +21,13 @@ from runtime.limits import RuntimeLimits
 from runtime.node import Node, NodeConfig
 from runtime.streams import EVENTS_STREAM, events_stream
 from sluice.protocol import pack, unpack
-from tests.conformance.conftest import nats_binary_or_skip
+from tests.conformance.conftest import BUS_DRIVERS, nats_binary_or_skip, started_bus
 
 
-@pytest.fixture(params=["memory", pytest.param("nats", marks=pytest.mark.nats)])
+@pytest.fixture(params=BUS_DRIVERS)
 async def bus(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Bus]:
-    if request.param == "memory":
-        async with MemoryBus() as memory:
-            yield memory
-        return
-    nats_binary_or_skip()
-    async with NatsServer(tmp_path / "nats") as server, NatsBus(server.url) as nats_bus:
-        yield nats_bus
+    async with started_bus(request.param, tmp_path) as started:
+        yield started
 
 
 async def _stored_events(bus: Bus, expected: int) -> list[dict[str, object]]:

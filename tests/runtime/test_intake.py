@@ -11,9 +11,6 @@ from pathlib import Path
 import pytest
 
 from bus import Bus, Message, OutMsg
-from bus.memory import MemoryBus
-from bus.nats import NatsBus
-from bus.server import NatsServer
 from runtime.ids import now_ms
 from runtime.intake import Intake
 from runtime.jobs import decode_job, job_messages
@@ -23,23 +20,17 @@ from runtime.state import RunState
 from runtime.streams import LEGACY_JOBS_SUBJECT, executor_consumer, job_subject, steps_stream
 from sandboxes import Target
 from sluice.protocol import pack
-from tests.conformance.conftest import nats_binary_or_skip
+from tests.conformance.conftest import BUS_DRIVERS, started_bus
 
 LIMITS = RuntimeLimits()
 
 
-@pytest.fixture(params=["memory", pytest.param("nats", marks=pytest.mark.nats)])
+@pytest.fixture(params=BUS_DRIVERS)
 async def bus(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Bus]:
     """A started bus of each driver holding the SLUICE_STEPS stream."""
-    if request.param == "memory":
-        async with MemoryBus() as memory:
-            await memory.ensure_stream(steps_stream(LIMITS))
-            yield memory
-        return
-    nats_binary_or_skip()
-    async with NatsServer(tmp_path / "nats") as server, NatsBus(server.url) as nats_bus:
-        await nats_bus.ensure_stream(steps_stream(LIMITS))
-        yield nats_bus
+    async with started_bus(request.param, tmp_path) as started:
+        await started.ensure_stream(steps_stream(LIMITS))
+        yield started
 
 
 def function(app: str, fid: str) -> FunctionDef:

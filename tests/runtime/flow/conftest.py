@@ -12,8 +12,6 @@ import pytest
 
 from bus import Bus
 from bus.memory import MemoryBus
-from bus.nats import NatsBus
-from bus.server import NatsServer
 from runtime.flow import FlowControl, Start, Wait
 from runtime.ids import new_id, now_ms
 from runtime.limits import RuntimeLimits
@@ -21,7 +19,7 @@ from runtime.registry import FunctionDef
 from runtime.state import RunState
 from runtime.streams import steps_stream
 from sandboxes import Target
-from tests.conformance.conftest import nats_binary_or_skip
+from tests.conformance.conftest import BUS_DRIVERS, started_bus
 
 
 async def _ready(bus: Bus) -> Bus:
@@ -29,16 +27,11 @@ async def _ready(bus: Bus) -> Bus:
     return bus
 
 
-@pytest.fixture(params=["memory", pytest.param("nats", marks=pytest.mark.nats)])
+@pytest.fixture(params=BUS_DRIVERS)
 async def bus(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Bus]:
     """A started bus of each driver holding the SLUICE_STEPS stream."""
-    if request.param == "memory":
-        async with MemoryBus() as memory:
-            yield await _ready(memory)
-        return
-    nats_binary_or_skip()
-    async with NatsServer(tmp_path / "nats") as server, NatsBus(server.url) as nats_bus:
-        yield await _ready(nats_bus)
+    async with started_bus(request.param, tmp_path) as started:
+        yield await _ready(started)
 
 
 @pytest.fixture
