@@ -211,8 +211,9 @@ class EngineClient:
         )
         return out
 
-    async def attach(self, cid: str) -> Attachment:
-        """Attach stdin, stdout and stderr of a created (not yet started) container.
+    async def attach(self, cid: str, *, stdin: bool = True) -> Attachment:
+        """Attach stdin (unless ``stdin`` is false), stdout and stderr of a created (not
+        yet started) container.
 
         Attaching before start is what guarantees no early output is lost.
         """
@@ -222,7 +223,7 @@ class EngineClient:
             reader, writer = await asyncio.open_unix_connection(self.socket)
         except OSError as exc:
             raise EngineUnreachable(f"cannot reach the Docker engine on {self.socket} ({exc})") from None
-        path = f"/v{API_VERSION}/containers/{quote(cid)}/attach?stream=1&stdin=1&stdout=1&stderr=1"
+        path = f"/v{API_VERSION}/containers/{quote(cid)}/attach?stream=1&stdin={int(stdin)}&stdout=1&stderr=1"
         writer.write(
             f"POST {path} HTTP/1.1\r\nHost: docker\r\nConnection: Upgrade\r\n"
             "Upgrade: tcp\r\nContent-Length: 0\r\n\r\n".encode()

@@ -23,14 +23,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from sandboxes._docker_api import EngineClient, EngineError
 from sandboxes._docker_oneshot import container_config
+from sandboxes._docker_stdio import SocketUnavailable, socket_base
 from sandboxes._docker_warm import WarmContainer
 from sandboxes.base import Limits, Result, SandboxError
 
@@ -65,6 +68,9 @@ class PoolConfig:
     (started in the background, never by evicting another key's containers).
     ``reap_interval_s``: how often the reaper looks for expired or dead containers.
     ``enabled``: false makes every call one-shot.
+    ``unix_socket``: under runc, a container's stdio travels over a unix socket bound
+    into it rather than the Engine's attach stream (``_docker_stdio``; about a third
+    less machine CPU per warm call in a burst); runsc always attaches.
     """
 
     max_per_key: int = 32
@@ -74,6 +80,7 @@ class PoolConfig:
     prewarm: int = 0
     reap_interval_s: float = 2.0
     enabled: bool = True
+    unix_socket: bool = True
 
     def __post_init__(self) -> None:
         if self.max_per_key < 1 or self.max_total_memory_mb < 1 or self.max_calls < 1:
@@ -121,6 +128,9 @@ class WarmPool:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._reaper: asyncio.Task[None] | None = None
         self._starting = 0  # containers being created/started right now
+        self._sockets: Path | None = None  # private directory of the containers' sockets
+        #: Whether runc containers get a unix socket (false once the engine proved it cannot).
+        self.unix_socket = config.unix_socket
         self.closing = False
 
     # --- serving ----------------------------------------------------------------
@@ -220,11 +230,22 @@ class WarmPool:
             spec.image, dict(spec.env), spec.limits, runtime=spec.runtime,
             labels={POOL_LABEL: self.owner},
         )
+        if self._sockets is None and self.unix_socket and spec.runtime == "runc":
+            with contextlib.suppress(OSError):  # none: containers attach instead
+                self._sockets = socket_base()
         self._starting += 1
         try:
-            container = await WarmContainer.start(
-                self.api, name, config, list(spec.command), spec.limits.memory_mb, self.config.max_calls
-            )
+            try:
+                container = await WarmContainer.start(
+                    self.api, name, config, list(spec.command), spec.limits.memory_mb, self.config.max_calls,
+                    socket_base=self._sockets if self.unix_socket else None,
+                )
+            except SocketUnavailable:
+                self.unix_socket = False  # this engine cannot: attach from now on
+                container = await WarmContainer.start(
+                    self.api, f"{name}-attach", config, list(spec.command), spec.limits.memory_mb,
+                    self.config.max_calls,
+                )
         except BaseException:
             self._unreserve(spec)
             raise
@@ -321,3 +342,5 @@ class WarmPool:
         with contextlib.suppress(EngineError):
             for found in await self.api.list_containers({POOL_LABEL: self.owner}):
                 await self.api.remove(found["Id"])
+        if self._sockets is not None:
+            shutil.rmtree(self._sockets, ignore_errors=True)

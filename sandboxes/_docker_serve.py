@@ -47,6 +47,9 @@ from sluice.protocol import ProtocolError, frame, read_frame
 
 #: The argument (before the shim's) that selects :func:`_serve_reused`.
 REUSE_FLAG = "--reuse-guest"
+#: The argument (``--host-socket=PATH``, before the shim's) that moves stdio onto the
+#: host's unix socket at PATH (see ``_docker_stdio``).
+SOCKET_FLAG = "--host-socket"
 #: One-time token size (bytes).
 TOKEN_BYTES = 16
 #: Wrapped around a token on stderr at the end of every call.
@@ -61,6 +64,10 @@ SCRATCH = ("/tmp", "/dev/shm", "/dev/mqueue")
 _IGNORED = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGALRM", "SIGPIPE",
             "SIGTSTP", "SIGTTIN", "SIGTTOU", "SIGVTALRM", "SIGPROF", "SIGXCPU", "SIGXFSZ")
 # (Not SIGCHLD: ignoring it would make the kernel reap children before waitpid sees them.)
+#: Said on stderr (then exit :data:`EXIT_NO_SOCKET`) when the host's socket cannot be
+#: reached (an engine whose bind mounts do not carry unix sockets): the host then attaches.
+NO_SOCKET_LINE = "sluice serve: cannot connect to the host's socket"
+EXIT_NO_SOCKET = 4
 #: Said on stderr when the OOM killer took the call's process; the host reports it as such.
 OOM_LINE = "the call was killed by the out-of-memory killer"
 #: How often the parent looks whether the child ended while its pipe stays open (ms).
@@ -73,7 +80,10 @@ _IPC_RMID = 0
 
 def main(argv: list[str]) -> int:
     reuse = REUSE_FLAG in argv
-    opts = shim._parse_args([a for a in argv if a != REUSE_FLAG])
+    sockets = [a.partition("=")[2] for a in argv if a.startswith(SOCKET_FLAG + "=")]
+    if sockets:
+        _stdio_on(sockets[-1])
+    opts = shim._parse_args([a for a in argv if a != REUSE_FLAG and not a.startswith(SOCKET_FLAG + "=")])
     _, proto_out = shim._claim_stdio()
     out_fd = proto_out.fileno()
     libc = ctypes.CDLL(None, use_errno=True)
@@ -190,6 +200,27 @@ def _child(loaded: shim._Loaded, answer: int, out_fd: int, tokens: bytearray,
         traceback.print_exc()
     finally:
         os._exit(code)
+
+
+def _stdio_on(path: str) -> None:
+    """Put stdin and stdout on one connection to the host's socket at ``path`` and
+    stderr on a second, before anything is read or written: the host takes the first
+    for the protocol and the second for the logs, and then removes the socket."""
+    import socket
+
+    try:
+        proto = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        proto.connect(path)
+        logs = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        logs.connect(path)
+    except OSError as exc:
+        os.write(2, f"{NO_SOCKET_LINE} {path}: {exc}\n".encode())
+        os._exit(EXIT_NO_SOCKET)
+    os.dup2(proto.fileno(), 0)
+    os.dup2(proto.fileno(), 1)
+    os.dup2(logs.fileno(), 2)
+    proto.close()
+    logs.close()
 
 
 def _flush_std() -> None:

@@ -1,8 +1,9 @@
 """One warm container: a trusted parent that forks a clean child for every call.
 
 The container runs ``_docker_serve`` (the guest-side program, passed as ``python3 -c``
-source) with stdin/stdout on the Engine's attach stream, so nothing is mounted and runc
-and runsc behave the same. Its pid 1 imports the SDK and the app once, then forks one
+source) with its stdio on a unix socket bound read-only into it (runc) or on the
+Engine's attach stream (runsc, or where the socket cannot be used): see
+``_docker_stdio``. The bytes on either are the same. Its pid 1 imports the SDK and the app once, then forks one
 child per call; after the child, it kills every other process, empties ``/tmp``,
 ``/dev/shm`` and ``/dev/mqueue`` and removes SysV IPC objects before it forwards the
 answer. So every call starts from the state right after the app's import: nothing a
@@ -15,8 +16,8 @@ holding the call's token; on stderr the call's logs, then the token in hex betwe
 ``END_PREFIX`` and ``END_SUFFIX``. No child ever holds a token, so a guest cannot end
 its call early, forge an answer for a later call, or push its logs into another call's.
 
-Logs: Docker copies stdout and stderr in separate goroutines, so a line printed just
-before the response can arrive after it; the stderr marker says the call's logs are
+Logs: stdout and stderr travel apart (two goroutines of dockerd, or two sockets), so a
+line printed just before the response can arrive after it; the stderr marker says the call's logs are
 all in. What the app printed at import belongs to the first call.
 
 A call fails (and the pool retires the container) on: no answer within
@@ -39,9 +40,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sandboxes._docker_api import Attachment, EngineClient, EngineError
+from sandboxes._docker_api import EngineClient, EngineError
 from sandboxes._docker_oneshot import exit_error, oom_killed
-from sandboxes._docker_serve import END_PREFIX, END_SUFFIX, OOM_LINE, TOKEN_BYTES
+from sandboxes._docker_serve import END_PREFIX, END_SUFFIX, OOM_LINE, SOCKET_FLAG, TOKEN_BYTES
+from sandboxes._docker_stdio import GUEST_DIR, SOCKET_NAME, AttachStdio, HostSocket, SocketStdio, Stdio
 from sandboxes.base import Limits, MiB, Result, SandboxError
 from sluice.protocol import frame
 
@@ -113,8 +115,8 @@ class Outcome:
 class WarmContainer:
     """A started container running ``_docker_serve``; :meth:`call` one request at a time."""
 
-    def __init__(self, api: EngineClient, cid: str, attachment: Attachment, tokens: bytes,
-                 memory_mb: int, runtime: str) -> None:
+    def __init__(self, api: EngineClient, cid: str, stdio: Stdio, tokens: bytes,
+                 memory_mb: int, runtime: str, host_socket: HostSocket | None = None) -> None:
         self.api = api
         self.runtime = runtime
         self.cid = cid
@@ -125,45 +127,62 @@ class WarmContainer:
         self.last_used = time.monotonic()
         #: Why this container must not serve again (``None`` while it may).
         self.broken: str | None = None
-        self._attachment = attachment
+        #: How its stdio travels: ``"socket"`` or ``"attach"`` (see ``_docker_stdio``).
+        self.transport = "socket" if isinstance(stdio, SocketStdio) else "attach"
+        self._stdio = stdio
+        self._host_socket = host_socket
         self._tokens = tokens
         self._pending = bytearray()  # stderr that arrived outside a call
         self._ex: _Exchange | None = None
         self._eof = False
-        self._reader = asyncio.create_task(self._read(), name=f"sluice-warm-{cid[:12]}")
+        stdio.start(self._on_stdout, self._on_stderr, self._on_end)
 
     @classmethod
     async def start(cls, api: EngineClient, name: str, config: dict[str, Any],
-                    command: list[str], memory_mb: int, calls: int) -> WarmContainer:
+                    command: list[str], memory_mb: int, calls: int,
+                    socket_base: Path | None = None) -> WarmContainer:
         """Create, attach and start a container running ``command``; send it tokens for
-        ``calls`` calls (at most :data:`MAX_TOKENS`).
+        ``calls`` calls (at most :data:`MAX_TOKENS`). Under runc with ``socket_base``
+        (a private directory), its stdio travels over a unix socket in a directory made
+        there (see ``_docker_stdio``), else over the attach stream.
 
         Raises :class:`SandboxError` when the engine refuses; nothing is left behind.
         """
         tokens = secrets.token_bytes(TOKEN_BYTES * max(1, min(calls, MAX_TOKENS)))
+        runtime = str(config.get("HostConfig", {}).get("Runtime", "runc"))
+        host = HostSocket.open(socket_base, name) if socket_base is not None and runtime == "runc" else None
+        if host is not None:
+            config = host.configure(config)
+            command = [*command[:3], f"{SOCKET_FLAG}={GUEST_DIR}/{SOCKET_NAME}", *command[3:]]
         config = {**config, "Entrypoint": command[:3], "Cmd": command[3:]}
         try:
-            cid = await api.create(name, config)
-        except EngineError as exc:
-            raise SandboxError(f"cannot create a container from {config['Image']}: {exc.message}") from None
-        try:
-            attachment = await api.attach(cid)
             try:
-                await api.start(cid)
-                attachment.writer.write(frame(tokens))
-            except BaseException:
-                attachment.close()
+                cid = await api.create(name, config)
+            except EngineError as exc:
+                raise SandboxError(f"cannot create a container from {config['Image']}: {exc.message}") from None
+            try:
+                attachment = await api.attach(cid, stdin=host is None)
+                try:
+                    await api.start(cid)
+                    stdio: Stdio = AttachStdio(attachment) if host is None else await host.hand_over(attachment)
+                    stdio.write(frame(tokens))
+                except BaseException:
+                    attachment.close()
+                    raise
+            except BaseException as exc:
+                await asyncio.shield(_remove_quietly(api, cid))
+                if isinstance(exc, EngineError):
+                    raise SandboxError(f"cannot start container: {exc.message}") from None
                 raise
-        except BaseException as exc:
-            await asyncio.shield(_remove_quietly(api, cid))
-            if isinstance(exc, EngineError):
-                raise SandboxError(f"cannot start container: {exc.message}") from None
+        except BaseException:
+            if host is not None:
+                host.remove()
             raise
-        return cls(api, cid, attachment, tokens, memory_mb, str(config.get("HostConfig", {}).get("Runtime", "runc")))
+        return cls(api, cid, stdio, tokens, memory_mb, runtime, host)
 
     @property
     def healthy(self) -> bool:
-        """Still running and fit to serve: the attach stream is open, nothing broke, and
+        """Still running and fit to serve: its stdio is open, nothing broke, and
         a token is left."""
         return not self._eof and self.broken is None and self.calls < self.capacity
 
@@ -194,8 +213,8 @@ class WarmContainer:
             self._on_stderr(b"")  # the marker cannot be in what came before the call; checks the cap
             async with asyncio.timeout(limits.timeout_s):
                 try:
-                    self._attachment.writer.write(frame(request))
-                    await self._attachment.writer.drain()
+                    self._stdio.write(frame(request))
+                    await self._stdio.drain()
                 except (ConnectionError, OSError):
                     pass  # the guest is gone; the reader sees the end of the stream
                 if self._eof:
@@ -257,22 +276,12 @@ class WarmContainer:
             return exit_error(exit_code, self.runtime, limits, stderr)
         return "exited with code 0 without a response"
 
-    # --- the attach stream ------------------------------------------------------
+    # --- the container's output ------------------------------------------------
 
-    async def _read(self) -> None:
-        try:
-            async with contextlib.aclosing(self._attachment.frames()) as chunks:
-                async for stream, chunk in chunks:
-                    if stream == 1:
-                        self._on_stdout(chunk)
-                    elif stream == 2:
-                        self._on_stderr(chunk)
-        except (ConnectionError, OSError):
-            pass
-        finally:
-            self._eof = True
-            if self._ex is not None:
-                self._ex.finish()
+    def _on_end(self) -> None:
+        self._eof = True
+        if self._ex is not None:
+            self._ex.finish()
 
     def _on_stderr(self, chunk: bytes) -> None:
         ex = self._ex
@@ -358,11 +367,12 @@ class WarmContainer:
     async def destroy(self) -> None:
         """Kill and remove the container; quiet if it is already gone."""
         self.broken = self.broken or "retired"
-        self._attachment.close()
-        self._reader.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._reader
-        await self.api.remove(self.cid)
+        await self._stdio.aclose()
+        try:
+            await self.api.remove(self.cid)
+        finally:
+            if self._host_socket is not None:
+                self._host_socket.remove()
 
 
 async def _remove_quietly(api: EngineClient, cid: str) -> None:
