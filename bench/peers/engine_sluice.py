@@ -28,6 +28,7 @@ from bench.peers.common import (
     Settings,
     burst_report,
     engine_report,
+    median_burst,
     percentile,
     stats_ms,
     unloaded_report,
@@ -54,9 +55,9 @@ FAIRNESS_PROBES = {False: 20, True: 5}
 FAIRNESS_GAP_S = 0.1
 #: ``sluice dev --executors N`` per sandbox: one more executor process for WASM (steps on
 #: the second core: measured 218 -> ~365 runs/s on 2 cores; two more went past the
-#: 300 MB memory target for no further gain). None for Docker: there the Docker engine's
-#: attach streams, not the node's core, were the limit, and a second process (with warm
-#: containers of its own) measured no faster (docs/cli.md).
+#: 300 MB memory target for no further gain). None for Docker: a second process (with
+#: warm containers of its own) measured slower, 380-412 against 478-491 runs/s in
+#: 1,500-run bursts once warm calls travelled on unix sockets (docs/cli.md).
 EXECUTORS = {"wasm": 1, "docker": 0}
 
 
@@ -84,7 +85,8 @@ async def measure(sandbox: str, settings: Settings, report: dict[str, Any], *, i
             try:
                 server = await servers.fresh()
                 async with _sampler(server) as peak:
-                    report["burst"] = burst = await _burst(session, server, settings)
+                    report["burst"] = burst = median_burst(
+                        [await _burst(session, server, settings) for _ in range(settings.bursts)])
                 report["memory"] = {"during": "burst", **peak}
                 server = await servers.next_phase(burst["completed"] < burst["runs"], "the burst")
                 report["unloaded"] = unloaded = await _unloaded(session, server, settings.unloaded, settings)

@@ -26,6 +26,7 @@ from bench.peers.common import (
     Settings,
     burst_report,
     free_port,
+    median_burst,
     peer_main,
     spawn,
     stop,
@@ -62,7 +63,7 @@ def measure(settings: Settings, report: dict[str, Any]) -> None:
                             "--loglevel", "warning"], log, env={"BENCH_REDIS_URL": f"redis://127.0.0.1:{port}"})
             _wait_worker(celery_tasks.app, worker)
             _unloaded(celery_tasks, WARMUP_RUNS, settings)
-            report["burst"] = _burst(celery_tasks, settings)
+            report["burst"] = median_burst([_burst(celery_tasks, settings) for _ in range(settings.bursts)])
             report["unloaded"] = _unloaded(celery_tasks, settings.unloaded, settings)
             report["notes"].append("worker: prefork pool, concurrency = cores (Celery's defaults)")
         finally:

@@ -27,6 +27,7 @@ from bench.peers.common import (
     Settings,
     burst_report,
     free_port,
+    median_burst,
     peer_main,
     spawn,
     stop,
@@ -92,7 +93,7 @@ async def _phases(settings: Settings, report: dict[str, Any], ports: dict[str, i
         await _register(http, admin, f"http://127.0.0.1:{ports['service']}")
         client = _Client(http, ingress, admin)
         await _unloaded(client, WARMUP_RUNS)
-        report["burst"] = await _burst(client, settings)
+        report["burst"] = median_burst([await _burst(client, settings) for _ in range(settings.bursts)])
         report["unloaded"] = await _unloaded(client, settings.unloaded)
 
 

@@ -27,6 +27,7 @@ from bench.peers.common import (
     Settings,
     burst_report,
     free_port,
+    median_burst,
     peer_main,
     spawn,
     stop,
@@ -74,7 +75,7 @@ async def _phases(settings: Settings, report: dict[str, Any], address: str, work
     if worker.poll() is not None:
         raise RuntimeError(f"the Temporal worker exited with {worker.returncode}")
     await _unloaded(client, WARMUP_RUNS, settings)
-    report["burst"] = await _burst(client, settings)
+    report["burst"] = median_burst([await _burst(client, settings) for _ in range(settings.bursts)])
     report["unloaded"] = await _unloaded(client, settings.unloaded, settings)
 
 

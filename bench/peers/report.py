@@ -49,6 +49,9 @@ def engines_table(reports: list[dict[str, Any]]) -> str:
         burst = r.get("burst") or {}
         done = "" if burst.get("completed") == burst.get("runs") else \
             f" ({burst.get('completed')}/{burst.get('runs')} done)"
+        each = [rate for rate in burst.get("runs_per_s_each") or [] if rate]
+        if len(each) > 1:
+            done += f" (of {', '.join(_num(rate) for rate in each)})"
         lines.append(
             f"| {r['label']} | {r.get('durability_short', '-')} | {_num(burst.get('runs_per_s'))}{done} "
             f"| {_num(burst.get('steps_per_s'))} | {_pair(burst.get('first_step_ms'))} "
