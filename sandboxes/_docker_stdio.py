@@ -187,7 +187,7 @@ class SocketStdio(Stdio):
 
 
 class HostSocket:
-    """The listening socket of one container in its own directory under ``base``.
+    """The listening socket of one container in its own directory ``base/name``.
 
     :meth:`configure` mounts the directory into a create body; :meth:`hand_over` waits
     for the two connections; :meth:`remove` deletes the directory (after the container).

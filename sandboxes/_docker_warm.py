@@ -150,7 +150,8 @@ class WarmContainer:
         """
         tokens = secrets.token_bytes(TOKEN_BYTES * max(1, min(calls, MAX_TOKENS)))
         runtime = str(config.get("HostConfig", {}).get("Runtime", "runc"))
-        host = HostSocket.open(socket_base, name) if socket_base is not None and runtime == "runc" else None
+        wants_socket = socket_base is not None and runtime == "runc"
+        host = HostSocket.open(socket_base, secrets.token_hex(6)) if socket_base is not None and wants_socket else None
         if host is not None:
             config = host.configure(config)
             command = [*command[:3], f"{SOCKET_FLAG}={GUEST_DIR}/{SOCKET_NAME}", *command[3:]]
