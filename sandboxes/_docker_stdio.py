@@ -273,8 +273,26 @@ class HostSocket:
 
 
 def socket_base() -> Path:
-    """A new private directory (mode 0700) for one pool's container sockets."""
-    return Path(tempfile.mkdtemp(prefix="sluice-io-"))
+    """A new private directory (mode 0700) for one pool's container sockets, named for
+    this process; those of this user's processes that are gone (killed before their
+    pool's ``close()``) are removed first."""
+    top = Path(tempfile.gettempdir())
+    for old in top.glob("sluice-io-*-*"):
+        pid = old.name.split("-")[2]
+        with contextlib.suppress(OSError, ValueError):
+            if old.stat().st_uid == os.getuid() and not _alive(int(pid)):
+                shutil.rmtree(old, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f"sluice-io-{os.getpid()}-", dir=top))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 async def _accept_two(listener: socket.socket) -> tuple[socket.socket, socket.socket]:

@@ -5,6 +5,7 @@ write there, and where the socket cannot be used the container attaches instead.
 from __future__ import annotations
 
 import json
+import os
 import stat
 import uuid
 from collections.abc import Callable
@@ -187,3 +188,21 @@ async def test_a_container_that_never_connects_is_removed_with_a_clear_error(
     assert fx.containers_labelled(f"{POOL_LABEL}={label}") == []
     assert list(base.iterdir()) == []
     base.rmdir()
+
+
+def test_socket_directories_of_processes_that_are_gone_are_swept(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    import subprocess
+    import sys
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True)
+    stale = tmp_path / f"sluice-io-{gone.stdout.strip()}-abcd1234"
+    (stale / "c0ffee").mkdir(parents=True)
+    mine = socket_base()
+    alive = tmp_path / "sluice-io-1-keepme00"  # pid 1 is alive
+    alive.mkdir()
+    again = socket_base()
+    assert not stale.exists() and mine.exists() and again.exists() and alive.exists()
+    assert stat.S_IMODE(mine.stat().st_mode) == 0o700 and mine.name.startswith(f"sluice-io-{os.getpid()}-")
