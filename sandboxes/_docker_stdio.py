@@ -30,6 +30,7 @@ one in a VM) raises :class:`SocketUnavailable`; the pool then attaches from then
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import os
@@ -65,22 +66,26 @@ OnData = Callable[[bytes], None]
 OnEnd = Callable[[], None]
 
 
-class Stdio:
+class Stdio(abc.ABC):
     """A warm container's stdio: :meth:`write` and :meth:`drain` its stdin; what it
     writes reaches ``on_stdout`` / ``on_stderr`` given to :meth:`start`, then ``on_end``
     once, when the container has closed both (it exited)."""
 
+    @abc.abstractmethod
     def start(self, on_stdout: OnData, on_stderr: OnData, on_end: OnEnd) -> None:
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def write(self, data: bytes) -> None:
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     async def drain(self) -> None:
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     async def aclose(self) -> None:
-        raise NotImplementedError
+        ...
 
 
 class AttachStdio(Stdio):

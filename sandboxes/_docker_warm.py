@@ -3,8 +3,8 @@
 The container runs ``_docker_serve`` (the guest-side program, passed as ``python3 -c``
 source) with its stdio on a unix socket bound read-only into it (runc) or on the
 Engine's attach stream (runsc, or where the socket cannot be used): see
-``_docker_stdio``. The bytes on either are the same. Its pid 1 imports the SDK and the app once, then forks one
-child per call; after the child, it kills every other process, empties ``/tmp``,
+``_docker_stdio``; the bytes on either are the same. Its pid 1 imports the SDK and the
+app once, then forks one child per call; after the child, it kills every other process, empties ``/tmp``,
 ``/dev/shm`` and ``/dev/mqueue`` and removes SysV IPC objects before it forwards the
 answer. So every call starts from the state right after the app's import: nothing a
 call left (files, processes, threads, a patched SDK) reaches the next one.
@@ -17,8 +17,8 @@ holding the call's token; on stderr the call's logs, then the token in hex betwe
 its call early, forge an answer for a later call, or push its logs into another call's.
 
 Logs: stdout and stderr travel apart (two goroutines of dockerd, or two sockets), so a
-line printed just before the response can arrive after it; the stderr marker says the call's logs are
-all in. What the app printed at import belongs to the first call.
+line printed just before the response can arrive after it; the stderr marker says the
+call's logs are all in. What the app printed at import belongs to the first call.
 
 A call fails (and the pool retires the container) on: no answer within
 ``limits.timeout_s`` (killed), a response frame over ``max_stdout_bytes``, more than
@@ -150,8 +150,9 @@ class WarmContainer:
         """
         tokens = secrets.token_bytes(TOKEN_BYTES * max(1, min(calls, MAX_TOKENS)))
         runtime = str(config.get("HostConfig", {}).get("Runtime", "runc"))
-        wants_socket = socket_base is not None and runtime == "runc"
-        host = HostSocket.open(socket_base, secrets.token_hex(6)) if socket_base is not None and wants_socket else None
+        host = None
+        if socket_base is not None and runtime == "runc":
+            host = HostSocket.open(socket_base, secrets.token_hex(6))
         if host is not None:
             config = host.configure(config)
             command = [*command[:3], f"{SOCKET_FLAG}={GUEST_DIR}/{SOCKET_NAME}", *command[3:]]
@@ -163,12 +164,15 @@ class WarmContainer:
                 raise SandboxError(f"cannot create a container from {config['Image']}: {exc.message}") from None
             try:
                 attachment = await api.attach(cid, stdin=host is None)
+                stdio: Stdio | None = None
                 try:
                     await api.start(cid)
-                    stdio: Stdio = AttachStdio(attachment) if host is None else await host.hand_over(attachment)
+                    stdio = AttachStdio(attachment) if host is None else await host.hand_over(attachment)
                     stdio.write(frame(tokens))
                 except BaseException:
                     attachment.close()
+                    if stdio is not None:
+                        await stdio.aclose()
                     raise
             except BaseException as exc:
                 await asyncio.shield(_remove_quietly(api, cid))
