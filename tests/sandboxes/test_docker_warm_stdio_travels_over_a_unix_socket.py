@@ -58,6 +58,27 @@ def _write():
     return "written"
 
 
+@app.function(id="cut-logs")
+def cut_logs(ctx):
+    def cut():
+        print("about to cut", flush=True)
+        socket.socket(fileno=os.dup(2)).shutdown(socket.SHUT_RDWR)  # the logs' socket, shared with pid 1
+        return "cut"
+
+    return ctx.step.run("cut", cut)
+
+
+@app.function(id="pass-fds")
+def pass_fds(ctx):
+    def send():
+        logs = socket.socket(fileno=os.dup(2))
+        fds = [os.open("/etc/hostname", os.O_RDONLY) for _ in range(8)]
+        socket.send_fds(logs, [b"fds-sent. "], fds)
+        return len(fds)
+
+    return ctx.step.run("send", send)
+
+
 @app.function(id="probe")
 def probe(ctx):
     print("probe logs")
@@ -206,3 +227,31 @@ def test_socket_directories_of_processes_that_are_gone_are_swept(tmp_path: Path,
     again = socket_base()
     assert not stale.exists() and mine.exists() and again.exists() and alive.exists()
     assert stat.S_IMODE(mine.stat().st_mode) == 0o700 and mine.name.startswith(f"sluice-io-{os.getpid()}-")
+
+
+async def test_a_guest_that_shuts_the_shared_log_socket_loses_only_its_container(
+    make_sandbox: Make, probe_app: Target
+) -> None:
+    sandbox = make_sandbox()
+    await sandbox.run(probe_app, fx.call("probe"), CALL)
+    (first,) = _containers(sandbox)
+    cut = await sandbox.run(probe_app, fx.call("cut-logs"), CALL)
+    # The answer stands (it came on the protocol socket); the container, whose pid 1
+    # can no longer end a call on the logs, is retired and the next call gets a new one.
+    assert fx.step_data(cut) == "cut" and b"about to cut" in cut.stderr
+    after = await sandbox.run(probe_app, fx.call("probe"), CALL)
+    assert fx.step_data(after)["listing"] == ["ok", []] and b"probe logs" in after.stderr
+    assert first not in _containers(sandbox)
+
+
+async def test_file_descriptors_a_guest_sends_on_its_log_socket_never_reach_the_host(
+    make_sandbox: Make, probe_app: Target
+) -> None:
+    sandbox = make_sandbox()
+    await sandbox.run(probe_app, fx.call("probe"), CALL)
+    before = len(os.listdir("/proc/self/fd"))
+    sent = await sandbox.run(probe_app, fx.call("pass-fds"), CALL)
+    assert fx.step_data(sent) == 8 and b"fds-sent" in sent.stderr
+    assert len(os.listdir("/proc/self/fd")) <= before  # the kernel dropped them: no recvmsg here
+    again = await sandbox.run(probe_app, fx.call("probe"), CALL)
+    assert again.warm and fx.step_data(again)["connect"][0] == "FileNotFoundError"
