@@ -157,7 +157,10 @@ class NatsServer:
         with open(self.log_path, "ab") as log:  # noqa: ASYNC230 -- a local file, opened once
             self._proc = await asyncio.create_subprocess_exec(
                 *args, stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=asyncio.subprocess.STDOUT,
-                preexec_fn=die_with_parent,
+                # Its own session: a terminal's Ctrl-C goes to the whole foreground process
+                # group, and would stop the server under a node still stopping (which then
+                # logged "disconnected from NATS"). It still dies with its parent.
+                preexec_fn=die_with_parent, start_new_session=True,
             )
         deadline = time.monotonic() + self._start_timeout_s
         while time.monotonic() < deadline:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -12,6 +16,8 @@ from bus.server import NatsServer, NatsServerError, find_binary
 from tests.conformance.conftest import nats_binary_or_skip
 
 pytestmark = pytest.mark.nats
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 async def test_a_server_starts_on_a_free_port_logs_beside_its_store_and_stops_twice(tmp_path: Path) -> None:
@@ -68,3 +74,55 @@ async def test_max_payload_is_passed_to_the_server(tmp_path: Path) -> None:
         with socket.create_connection(("127.0.0.1", server.port), timeout=2) as sock:
             assert b'"max_payload":2097152' in sock.recv(4096)
     assert find_binary().name == "nats-server"
+
+
+
+async def test_the_server_has_a_session_of_its_own(tmp_path: Path) -> None:
+    """A terminal's Ctrl-C reaches the whole foreground process group: the server must not
+    stop under a node that is still stopping (it stops when the node says so)."""
+    nats_binary_or_skip()
+    async with NatsServer(tmp_path / "store") as server:
+        assert server._proc is not None
+        assert os.getsid(server._proc.pid) != os.getsid(0)
+
+
+def test_the_server_still_stops_when_its_parent_is_killed(tmp_path: Path) -> None:
+    nats_binary_or_skip()
+    script = (
+        "import asyncio\n"
+        "from pathlib import Path\n"
+        "from bus.server import NatsServer\n"
+        "async def main():\n"
+        f"    s = NatsServer(Path({str(tmp_path / 'store')!r}))\n"
+        "    await s.start()\n"
+        "    print(s._proc.pid, flush=True)\n"
+        "    await asyncio.sleep(60)\n"
+        "asyncio.run(main())\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=REPO)
+    try:
+        assert parent.stdout is not None
+        child = int(parent.stdout.readline())
+        parent.kill()
+        parent.wait(10)
+        deadline = time.monotonic() + 10  # SIGTERM from the kernel: a clean shutdown
+        while time.monotonic() < deadline and _alive(child):
+            time.sleep(0.05)
+        if _alive(child):
+            os.kill(child, signal.SIGKILL)
+            pytest.fail("nats-server outlived its parent")
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait(10)
+        if parent.stdout is not None:
+            parent.stdout.close()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as f:  # a zombie is gone too (reaped by init later)
+        return f.read().rsplit(")", 1)[1].split()[0] != "Z"

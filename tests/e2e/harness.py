@@ -86,10 +86,28 @@ class DevServer:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def kill(self) -> None:
-        """SIGKILL the whole process group, as a crash would (no clean-up runs)."""
+        """SIGKILL the whole process group, as a crash would (no clean-up runs), and wait
+        until the embedded nats-server (in a session of its own, told by the kernel to
+        stop when its parent dies) has let go of the data dir."""
         if self.proc is not None and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(10)
+        deadline = time.monotonic() + 20
+        while self._holders() and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def _holders(self) -> list[int]:
+        """Processes whose command line names this server's data dir."""
+        mark = str(self.data_dir).encode()
+        found = []
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    if mark in f.read():
+                        found.append(int(pid))
+            except OSError:
+                continue
+        return found
 
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
