@@ -26,7 +26,7 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -230,22 +230,18 @@ class WarmPool:
             spec.image, dict(spec.env), spec.limits, runtime=spec.runtime,
             labels={POOL_LABEL: self.owner},
         )
-        if self._sockets is None and self.unix_socket and spec.runtime == "runc":
-            with contextlib.suppress(OSError):  # none: containers attach instead
-                self._sockets = socket_base()
+
+        def start(name: str, sockets: Path | None) -> Awaitable[WarmContainer]:
+            return WarmContainer.start(self.api, name, config, list(spec.command), spec.limits.memory_mb,
+                                       self.config.max_calls, socket_base=sockets)
+
         self._starting += 1
         try:
             try:
-                container = await WarmContainer.start(
-                    self.api, name, config, list(spec.command), spec.limits.memory_mb, self.config.max_calls,
-                    socket_base=self._sockets if self.unix_socket else None,
-                )
+                container = await start(name, self._socket_base())
             except SocketUnavailable:
                 self.unix_socket = False  # this engine cannot: attach from now on
-                container = await WarmContainer.start(
-                    self.api, f"{name}-attach", config, list(spec.command), spec.limits.memory_mb,
-                    self.config.max_calls,
-                )
+                container = await start(f"{name}-attach", None)
         except BaseException:
             self._unreserve(spec)
             raise
@@ -256,6 +252,14 @@ class WarmPool:
             self._retire(container)
             raise SandboxError("the docker sandbox was closed during the run")
         return container
+
+    def _socket_base(self) -> Path | None:
+        """The private directory for the containers' sockets (made on first use; under
+        runsc ``WarmContainer.start`` attaches anyway), or ``None``: attach."""
+        if self._sockets is None and self.unix_socket:
+            with contextlib.suppress(OSError):  # none: containers attach instead
+                self._sockets = socket_base()
+        return self._sockets if self.unix_socket else None
 
     def _release(self, container: WarmContainer, spec: Spec, *, reusable: bool) -> None:
         """Back to the idle list, or retired (and replaced when it simply wore out)."""

@@ -136,7 +136,6 @@ class SocketStdio(Stdio):
 
     def __init__(self, proto: socket.socket, logs: socket.socket) -> None:
         self._socks = (proto, logs)
-        self._writer: asyncio.StreamWriter | None = None
         self._readers: list[asyncio.StreamReader] = []
         self._writers: list[asyncio.StreamWriter] = []
         self._tasks: list[asyncio.Task[None]] = []
@@ -153,7 +152,6 @@ class SocketStdio(Stdio):
         except BaseException:
             await stdio.aclose()
             raise
-        stdio._writer = stdio._writers[0]
         return stdio
 
     def start(self, on_stdout: OnData, on_stderr: OnData, on_end: OnEnd) -> None:
@@ -174,12 +172,10 @@ class SocketStdio(Stdio):
                 on_end()
 
     def write(self, data: bytes) -> None:
-        assert self._writer is not None
-        self._writer.write(data)
+        self._writers[0].write(data)  # the protocol's connection
 
     async def drain(self) -> None:
-        assert self._writer is not None
-        await self._writer.drain()
+        await self._writers[0].drain()
 
     async def aclose(self) -> None:
         for writer in self._writers:

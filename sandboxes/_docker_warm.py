@@ -127,8 +127,6 @@ class WarmContainer:
         self.last_used = time.monotonic()
         #: Why this container must not serve again (``None`` while it may).
         self.broken: str | None = None
-        #: How its stdio travels: ``"socket"`` or ``"attach"`` (see ``_docker_stdio``).
-        self.transport = "socket" if isinstance(stdio, SocketStdio) else "attach"
         self._stdio = stdio
         self._host_socket = host_socket
         self._tokens = tokens
@@ -184,6 +182,11 @@ class WarmContainer:
                 host.remove()
             raise
         return cls(api, cid, stdio, tokens, memory_mb, runtime, host)
+
+    @property
+    def transport(self) -> str:
+        """How its stdio travels: ``"socket"`` or ``"attach"`` (see ``_docker_stdio``)."""
+        return "socket" if isinstance(self._stdio, SocketStdio) else "attach"
 
     @property
     def healthy(self) -> bool:
