@@ -14,6 +14,7 @@ import pytest
 
 from bus.server import NatsServer, NatsServerError, find_binary
 from tests.conformance.conftest import nats_binary_or_skip
+from tests.processes import alive
 
 pytestmark = pytest.mark.nats
 
@@ -106,9 +107,9 @@ def test_the_server_still_stops_when_its_parent_is_killed(tmp_path: Path) -> Non
         parent.kill()
         parent.wait(10)
         deadline = time.monotonic() + 10  # SIGTERM from the kernel: a clean shutdown
-        while time.monotonic() < deadline and _alive(child):
+        while time.monotonic() < deadline and alive(child):
             time.sleep(0.05)
-        if _alive(child):
+        if alive(child):
             os.kill(child, signal.SIGKILL)
             pytest.fail("nats-server outlived its parent")
     finally:
@@ -118,11 +119,3 @@ def test_the_server_still_stops_when_its_parent_is_killed(tmp_path: Path) -> Non
         if parent.stdout is not None:
             parent.stdout.close()
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    with open(f"/proc/{pid}/stat") as f:  # a zombie is gone too (reaped by init later)
-        return f.read().rsplit(")", 1)[1].split()[0] != "Z"

@@ -20,6 +20,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from tests import processes
+
 ROOT = Path(__file__).resolve().parents[2]
 SLUICE = str(Path(sys.executable).with_name("sluice"))
 FINAL = {"completed", "failed", "cancelled"}
@@ -93,21 +95,8 @@ class DevServer:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(10)
         deadline = time.monotonic() + 20
-        while self._holders() and time.monotonic() < deadline:
+        while processes.naming(str(self.data_dir)) and time.monotonic() < deadline:
             time.sleep(0.05)
-
-    def _holders(self) -> list[int]:
-        """Processes whose command line names this server's data dir."""
-        mark = str(self.data_dir).encode()
-        found = []
-        for pid in filter(str.isdigit, os.listdir("/proc")):
-            try:
-                with open(f"/proc/{pid}/cmdline", "rb") as f:
-                    if mark in f.read():
-                        found.append(int(pid))
-            except OSError:
-                continue
-        return found
 
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.e2e.harness import DevServer, http
+from tests.processes import alive
 
 APP = '''
 import sluice
@@ -110,18 +111,7 @@ def test_a_second_executor_process_runs_steps_restarts_and_reloads(
     child = _child_pid(server)
     server.stop()
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and _alive(child):
+    while time.monotonic() < deadline and alive(child):
         time.sleep(0.1)
-    assert not _alive(child)
+    assert not alive(child)
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie (exited, not yet reaped by a parent that is gone) counts as stopped.
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False

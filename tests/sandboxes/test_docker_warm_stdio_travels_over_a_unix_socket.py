@@ -7,8 +7,10 @@ from __future__ import annotations
 import json
 import os
 import stat
+import subprocess
+import sys
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -161,24 +163,24 @@ async def test_an_engine_whose_mounts_do_not_carry_the_socket_falls_back_to_atta
     assert [c.transport for c in _containers(sandbox)] == ["attach"]
 
 
-async def _start_raw(command: list[str], base: Path) -> WarmContainer:
+@pytest.fixture
+async def engine(docker_engine: None) -> AsyncIterator[EngineClient]:
     api = EngineClient()
-    config = container_config(fx.BASE_IMAGE, {}, Limits(), runtime="runc",
-                              labels={POOL_LABEL: f"test-{uuid.uuid4().hex[:8]}"})
-    try:
-        return await WarmContainer.start(api, f"sluice-test-{uuid.uuid4().hex[:12]}", config, command,
-                                         128, 10, socket_base=base)
-    except BaseException:
-        await api.close()
-        raise
+    yield api
+    await api.close()
 
 
-async def test_a_container_that_exits_before_connecting_reports_its_exit_and_output(
-    docker_engine: None,
-) -> None:
+async def _start_raw(api: EngineClient, command: list[str], base: Path, label: str) -> WarmContainer:
+    """A warm container of the base image running ``command``, its socket under ``base``."""
+    config = container_config(fx.BASE_IMAGE, {}, Limits(), runtime="runc", labels={POOL_LABEL: label})
+    return await WarmContainer.start(api, f"sluice-test-{uuid.uuid4().hex[:12]}", config, command, 128, 10,
+                                     socket_base=base)
+
+
+async def test_a_container_that_exits_before_connecting_reports_its_exit_and_output(engine: EngineClient) -> None:
     base = socket_base()
     command = ["python3", "-c", "import sys; sys.stderr.write('gone early\\n'); sys.exit(5)"]
-    container = await _start_raw(command, base)
+    container = await _start_raw(engine, command, base, f"test-{uuid.uuid4().hex[:8]}")
     try:
         assert container.transport == "attach"
         outcome = await container.call(fx.call("echo", n=1), CALL)
@@ -186,26 +188,18 @@ async def test_a_container_that_exits_before_connecting_reports_its_exit_and_out
         assert b"gone early" in outcome.result.stderr and "5" in str(outcome.result.error)
     finally:
         await container.destroy()
-        await container.api.close()
     assert list(base.iterdir()) == []  # its socket directory went with it
     base.rmdir()
 
 
 async def test_a_container_that_never_connects_is_removed_with_a_clear_error(
-    docker_engine: None, monkeypatch: pytest.MonkeyPatch
+    engine: EngineClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(_docker_stdio, "CONNECT_S", 1.0)
     base = socket_base()
     label = f"test-{uuid.uuid4().hex[:8]}"
-    api = EngineClient()
-    config = container_config(fx.BASE_IMAGE, {}, Limits(), runtime="runc", labels={POOL_LABEL: label})
-    try:
-        with pytest.raises(SandboxError, match="did not connect to its socket within 1 s"):
-            await WarmContainer.start(api, f"sluice-test-{uuid.uuid4().hex[:12]}", config,
-                                      ["python3", "-c", "import time; time.sleep(60)"], 128, 10,
-                                      socket_base=base)
-    finally:
-        await api.close()
+    with pytest.raises(SandboxError, match="did not connect to its socket within 1 s"):
+        await _start_raw(engine, ["python3", "-c", "import time; time.sleep(60)"], base, label)
     assert fx.containers_labelled(f"{POOL_LABEL}={label}") == []
     assert list(base.iterdir()) == []
     base.rmdir()
@@ -214,9 +208,6 @@ async def test_a_container_that_never_connects_is_removed_with_a_clear_error(
 def test_socket_directories_of_processes_that_are_gone_are_swept(tmp_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
-    import subprocess
-    import sys
-
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
                           text=True, check=True)
     stale = tmp_path / f"sluice-io-{gone.stdout.strip()}-abcd1234"
